@@ -1,0 +1,50 @@
+# Two set-up commands (README): `make run` and `make test`. Both are idempotent: stamps in .venv
+# record what was installed, so a second run reinstalls nothing.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+TFJS_BUNDLE := web/vendor/tf.min.js
+
+.PHONY: run test web install install-test chromium lint bench experiment clean
+
+run: install web
+	$(BIN)/streamlit run dashboard
+
+test: install-test web chromium
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+$(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
+	$(BIN)/pip install -q -r requirements-test.txt
+	touch $@
+
+# TensorFlow.js comes from the pinned npm package; the copied bundle is git-ignored.
+web: $(TFJS_BUNDLE)
+$(TFJS_BUNDLE): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p web/vendor
+	cp web/node_modules/@tensorflow/tfjs/dist/tf.min.js $(TFJS_BUNDLE)
+
+# The system Chromium when there is one, otherwise Playwright's own build (needs internet).
+chromium: $(VENV)/.installed-test
+	@$(BIN)/python -m pipeline.browser --ensure
+
+lint: install-test
+	$(BIN)/ruff check .
+
+bench: install-test web chromium
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) web/node_modules web/vendor

@@ -161,7 +161,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_import_logs(args) -> int:
-    from pipeline.runs import import_logs
+    from pipeline.seedlogs import import_logs
 
     run_dir = import_logs(Path(args.dir), _runs_dir(args), name=args.name, model=args.model,
                           keras_model=args.keras_model, classes_file=args.classes_file)

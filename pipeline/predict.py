@@ -1,0 +1,95 @@
+"""The one path from a drawing to a guess: `python -m pipeline predict RUN DRAWINGS.ndjson [--top 5]`.
+
+Used by the CLI, the dashboard's Draw page (canvas strokes), evaluation of stroke folders, and as the
+reference the web page's JavaScript twin is tested against. A drawing in any form - Google's
+simplified or raw strokes, the Fabric.js `Path` objects of streamlit-drawable-canvas, or parsed
+Strokes - is simplified exactly as Google simplified the dataset, rendered into the representation
+the model was trained on, and classified. Never a crop-and-resize of canvas pixels: that is what
+made the seed's page disagree with its training data.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import DrawingError, QuickDrawError
+from pipeline.raster import render_bitmap, render_colour_coded
+from pipeline.strokes import to_simplified
+
+
+def prepare_input(drawing, representation: str, image_size: int = 28, time_channel: bool = False) -> np.ndarray:
+    """The model input (uint8, H x W x C) for a drawing in any supported form."""
+    strokes = to_simplified(drawing)
+    if representation == "bitmap28":
+        return render_bitmap(strokes, 28)[..., None]
+    if representation == "strokes":
+        image = render_colour_coded(strokes, image_size, time_channel=time_channel)
+        return image if image.ndim == 3 else image[..., None]
+    raise QuickDrawError(f"unknown representation '{representation}'; use bitmap28 or strokes.")
+
+
+@dataclass
+class Prediction:
+    top: list[tuple[str, float]]
+    image: np.ndarray
+    probabilities: np.ndarray
+    seconds: float
+
+
+class Predictor:
+    """A model with its ordered classes and the preprocessing it was trained with."""
+
+    def __init__(self, model, classes: list[str], representation: str, image_size: int, time_channel: bool = False,
+                 name: str = ""):
+        output = int(model.outputs[0].shape[-1])
+        if output != len(classes):
+            raise QuickDrawError(f"model has {output} outputs but {len(classes)} class names; classes.json does "
+                                 "not belong to this model.")
+        self.model, self.classes = model, list(classes)
+        self.representation, self.image_size, self.time_channel = representation, image_size, time_channel
+        self.name = name
+
+    @classmethod
+    def from_run(cls, run_dir: Path | str, checkpoint: str = "best") -> Predictor:
+        from pipeline.checkpoints import load_run_model
+        from pipeline.runs import read_classes, read_config
+
+        run_dir = Path(run_dir)
+        config = read_config(run_dir)
+        return cls(load_run_model(run_dir, checkpoint), read_classes(run_dir), config.representation,
+                   config.image_size, config.time_channel, name=run_dir.name)
+
+    def prepare(self, drawing) -> np.ndarray:
+        return prepare_input(drawing, self.representation, self.image_size, self.time_channel)
+
+    def probabilities(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        """Softmax outputs for a batch of uint8 model inputs (N, H, W, C)."""
+        images = np.asarray(images)
+        if images.ndim == 3:
+            images = images[None]
+        out = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size].astype(np.float32)
+            out.append(np.asarray(self.model(chunk, training=False)))
+        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
+
+    def top_k(self, probabilities: np.ndarray, top: int = 5) -> list[tuple[str, float]]:
+        order = np.argsort(-probabilities, kind="stable")[:top]
+        return [(self.classes[i], float(probabilities[i])) for i in order]
+
+    def predict_detailed(self, drawing, top: int = 5) -> Prediction:
+        start = time.perf_counter()
+        image = self.prepare(drawing)
+        probs = self.probabilities(image[None])[0]
+        return Prediction(self.top_k(probs, top), image, probs, time.perf_counter() - start)
+
+    def predict(self, drawing, top: int = 5) -> list[tuple[str, float]]:
+        """Top-k (label, probability) for one drawing; DrawingError (a ValueError) for unusable input."""
+        return self.predict_detailed(drawing, top).top
+
+
+__all__ = ["DrawingError", "Prediction", "Predictor", "prepare_input"]

@@ -51,8 +51,11 @@ def cmd_download(args) -> int:
     classes = [canonical(c) for c in args.classes]
     base_url = args.base_url or download.DEFAULT_BASE_URL
     plans = [download.plan(c, args.format, root, per_class=args.per_class, base_url=base_url) for c in classes]
-    total = sum(p.size for p in plans if p.size)
-    print(f"{len(plans)} file(s), {download.human_size(total)} to fetch into {root}")
+    known = [p.size for p in plans if p.size]
+    size = download.human_size(sum(known)) if known else "size unknown (streamed until enough drawings)"
+    if known and len(known) < len(plans):
+        size += " plus streamed files of unknown size"
+    print(f"{len(plans)} file(s), {size} to fetch into {root}")
     for p in plans:
         with tqdm(total=p.size, unit="B", unit_scale=True, desc=p.cls, leave=False) as bar:
             path = download.fetch_plan(p, progress=lambda done, _total, bar=bar: bar.update(done - bar.n))

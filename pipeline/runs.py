@@ -227,6 +227,8 @@ def history_to_csv(rows: list[dict]) -> str:
 
 
 def _fmt(value):
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
+        value = value.item()
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float):
@@ -412,7 +414,6 @@ class RunLock:
                         f"run '{self.run_dir.name}' is being trained by PID {pid}; wait for it, or stop it "
                         f"(`kill {pid}` saves and stops at the end of the current batch)."
                     ) from None
-                warnings.warn(f"taking over stale lock of run '{self.run_dir.name}' (PID {pid} is gone)", stacklevel=2)
                 self.took_over_from = pid
                 try:
                     os.unlink(self.path)

@@ -32,7 +32,9 @@ from pipeline.errors import QuickDrawError, RunError
 from pipeline.models import model_spec
 from pipeline.runs import RunConfig
 
-STATUS_INTERVAL_SECONDS = 2.0
+# How often status.json is refreshed during an epoch (the dashboard's live view reads it);
+# $QUICKDRAW_STATUS_INTERVAL overrides it (0: after every batch).
+STATUS_INTERVAL_SECONDS = float(os.environ.get("QUICKDRAW_STATUS_INTERVAL", "2.0"))
 EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
@@ -406,6 +408,10 @@ class Trainer:
             if state["early_stopping"].get("stopped"):
                 break
         complete = bool(state["early_stopping"].get("stopped") or (cfg.max_epochs and state["epoch"] >= cfg.max_epochs))
+        if not self.chief:
+            # Non-chief workers keep no run record; they leave their final replica weights so a
+            # cluster can be checked for agreement (tests/test_distributed.py).
+            np.savez(self.run_dir / "final_weights.npz", **{f"w{i}": v.numpy() for i, v in enumerate(self.model.variables)})
         self._status("finished", run_complete=complete, metrics=state["history"][-1] if state["history"] else None)
         return 0
 
@@ -427,7 +433,7 @@ class Trainer:
         for images, labels in self._distribute(batches(self.dataset, np.asarray(indices), 1024)):
             sums += self.eval_step(images, labels).numpy()
         n = max(sums[3], 1.0)
-        return {"loss": sums[0] / n, "accuracy": sums[1] / n, "top3": sums[2] / n}
+        return {"loss": float(sums[0] / n), "accuracy": float(sums[1] / n), "top3": float(sums[2] / n)}
 
     def _end_epoch(self, epoch: int, partial: dict) -> None:
         cfg, state = self.config, self.state
@@ -502,6 +508,8 @@ def run_chunks(run_dir: Path, chunks: int = 1, epochs_per_chunk: int | None = No
         lock.acquire()
         if lock.took_over_from is not None:
             runs.append_event(run_dir, "lock_takeover", stale_pid=lock.took_over_from)
+            print(f"warning: took over the stale lock of run '{run_dir.name}' (PID {lock.took_over_from} is gone)",
+                  file=sys.stderr)
     stop = _StopFlag().install()
     try:
         code = 0

@@ -31,3 +31,40 @@ def shared_subdir(shared):
         return path
 
     return get
+
+
+# Ten of the 56 bitmap classes of ../shared, each with at least 800 drawings.
+SMALL_CLASSES = ("apple", "banana", "cat", "fish", "house", "bicycle", "eye", "diamond", "rainbow", "tree")
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    """Dataset caches for the whole session, so runs sharing a dataset render it once."""
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["QUICKDRAW_CACHE"] = str(path)
+    return path
+
+
+def train_small_run(runs_dir, name, model, shared, *, classes=SMALL_CLASSES, per_class=300, epochs=3,
+                    model_options=None, **kw):
+    """A real run trained through the pipeline on ../shared bitmaps (seconds, not minutes)."""
+    from pipeline import train
+
+    config = train.make_config(name=name, model=model, classes=tuple(classes), per_class=per_class,
+                               data_root=str(shared), epochs_per_chunk=epochs, batch_size=64,
+                               model_options=model_options or {}, **kw)
+    run_dir = train.create_run(config, runs_dir)
+    assert train.run_chunks(run_dir, chunks=1) == 0
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def trained_runs(shared, cache_dir, tmp_path_factory):
+    """{"cnn": run_dir, "mobilenet": run_dir}: small runs trained for real on ../shared bitmaps
+    (10 classes x 300 drawings, 3 epochs) in a session-wide runs folder."""
+    runs_dir = tmp_path_factory.mktemp("runs")
+    return {
+        "cnn": train_small_run(runs_dir, "cnn-small", "cnn", shared, epochs=4),
+        "mobilenet": train_small_run(runs_dir, "mobilenet-small", "mobilenet", shared, epochs=3,
+                                     model_options={"alpha": 0.25, "input_size": 32}),
+    }

@@ -1,0 +1,326 @@
+"""Training data: pick classes and a cap per class, render once into a memory-mapped uint8 cache,
+split deterministically, feed Keras through tf.data. Used by `python -m pipeline train` (and
+evaluate, and the benchmarks); the cache lives in $QUICKDRAW_CACHE (default data/cache).
+
+Memory: the seed loaded every class with np.load, concatenated float64 arrays and converted them to
+float32 - 13-19 GB for 340 x 3000 drawings. Here the images stay uint8 on disk (`images.npy`,
+memory-mapped) and only the current batch is read and cast, inside the model.
+
+Split: each drawing goes to train, validation or test by a hash of its identity (Google's key_id,
+else the drawing's own bytes), so a drawing keeps its split when classes or caps change, and the
+same drawings rendered two ways (bitmap28 / strokes) share one split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import formats
+from pipeline.errors import DataFormatError, DrawingError, QuickDrawError
+from pipeline.raster import render
+from pipeline.strokes import from_google, to_simplified
+
+CACHE_VERSION = 1
+SPLITS = {"train": 0, "val": 1, "test": 2}
+STROKE_SOURCES = ("simplified", "raw", "binary")
+RENDER_CHUNK = 2000
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    classes: tuple[str, ...]
+    per_class: int
+    representation: str = "bitmap28"   # bitmap28 | strokes
+    image_size: int = 28
+    source: str = "auto"               # auto | numpy_bitmap | simplified | raw | binary
+    data_root: str = "data"
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    time_channel: bool = False
+    recognized_only: bool = False
+
+    @property
+    def size(self) -> int:
+        return 28 if self.representation == "bitmap28" else int(self.image_size)
+
+    @property
+    def channels(self) -> int:
+        return 2 if (self.representation == "strokes" and self.time_channel) else 1
+
+
+# ---------------------------------------------------------------- sources
+def source_for(spec: DatasetSpec, cls: str) -> tuple[str, Path]:
+    """(format, file) that feeds a class: the spec's source, or with `auto` the best one present."""
+    root = Path(spec.data_root)
+    if spec.source != "auto":
+        candidates = (spec.source,)
+    elif spec.representation == "bitmap28":
+        candidates = ("numpy_bitmap",) + STROKE_SOURCES
+    elif spec.time_channel:
+        candidates = ("raw", "simplified", "binary")
+    else:
+        candidates = STROKE_SOURCES
+    for fmt in candidates:
+        path = formats.find_class_file(root, fmt, cls)
+        if path is not None:
+            return fmt, path
+    wanted = "stroke" if spec.representation == "strokes" else "bitmap or stroke"
+    raise QuickDrawError(
+        f"no {wanted} data for class '{cls}' under {root} (looked for {', '.join(candidates)}); fetch it with "
+        f"`python -m pipeline download '{cls}' --format {candidates[0]} --per-class {spec.per_class} "
+        f"--data {root}` or point --data at a folder that has it.")
+
+
+def split_of(key: bytes, val_fraction: float, test_fraction: float) -> int:
+    """0 train, 1 val, 2 test, from a hash of the drawing's identity (stable across specs)."""
+    u = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") / 2.0 ** 64
+    if u < test_fraction:
+        return SPLITS["test"]
+    if u < test_fraction + val_fraction:
+        return SPLITS["val"]
+    return SPLITS["train"]
+
+
+def _drawing_key(record: dict) -> bytes:
+    key = record.get("key_id")
+    if key not in (None, ""):
+        return str(key).encode()
+    return json.dumps(record.get("drawing"), separators=(",", ":")).encode()
+
+
+def _stroke_records(fmt: str, path: Path, spec: DatasetSpec):
+    recognized = True if spec.recognized_only else None
+    if fmt == "binary":
+        return formats.iter_binary(path, recognized=recognized)
+    return formats.iter_ndjson(path, recognized=recognized)
+
+
+# ---------------------------------------------------------------- rendering
+def _render_chunk(args):
+    drawings, size, colour_coded, time_channel = args
+    channels = 2 if (colour_coded and time_channel) else 1
+    out = np.zeros((len(drawings), size, size, channels), np.uint8)
+    for i, strokes in enumerate(drawings):
+        if time_channel and all(s.shape[1] == 3 for s in strokes):
+            from pipeline.raster import _render_with_raw_time
+            out[i] = _render_with_raw_time(strokes, size)
+        else:
+            out[i] = render(to_simplified(strokes), size, colour_coded, time_channel)
+    return out
+
+
+def _pool(workers: int):
+    # fork: workers only run cairo and numpy (never TensorFlow, whose threads may exist in the parent),
+    # and unlike spawn it does not require callers' scripts to guard their main module.
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+
+
+def _write_rendered(images, start: int, drawings: list, spec: DatasetSpec, pool) -> None:
+    colour_coded = spec.representation == "strokes"
+    jobs = [(drawings[i:i + RENDER_CHUNK], spec.size, colour_coded, spec.time_channel)
+            for i in range(0, len(drawings), RENDER_CHUNK)]
+    parallel = pool is not None and len(jobs) > 1
+    results = pool.map(_render_chunk, jobs) if parallel else map(_render_chunk, jobs)
+    position = start
+    for block in results:
+        images[position:position + len(block)] = block
+        position += len(block)
+
+
+# ---------------------------------------------------------------- the cache
+class CachedDataset:
+    """A built cache: `images` (N, H, W, C) uint8 memmap, `labels` int32, `split` uint8 (0/1/2)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.meta = json.loads((self.path / "meta.json").read_text())
+        self.classes = list(self.meta["classes"])
+        self.images = np.load(self.path / "images.npy", mmap_mode="r", allow_pickle=False)
+        self.labels = np.load(self.path / "labels.npy", allow_pickle=False)
+        self.split = np.load(self.path / "split.npy", allow_pickle=False)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def indices(self, name: str) -> np.ndarray:
+        if name not in SPLITS:
+            raise QuickDrawError(f"unknown split '{name}'; use train, val or test.")
+        return np.flatnonzero(self.split == SPLITS[name]).astype(np.int64)
+
+
+def _fingerprint(spec: DatasetSpec) -> str:
+    """Cache key: the spec plus the identity (path, size, mtime) of every source file."""
+    files = []
+    for cls in spec.classes:
+        fmt, path = source_for(spec, cls)
+        stat = path.stat()
+        files.append([cls, fmt, str(path.resolve()), stat.st_size, int(stat.st_mtime)])
+    blob = json.dumps({"spec": asdict(spec), "files": files, "version": CACHE_VERSION}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def build_cache(spec: DatasetSpec, cache_root: Path | str, workers: int | None = None,
+                progress=None) -> CachedDataset:
+    """Render `spec` once into `cache_root/<fingerprint>/` (reused when it exists) and open it.
+
+    Built in a temporary folder and renamed into place, so a crash never leaves a half cache.
+    `progress(done_classes, total_classes, class_name)` is called as classes are read."""
+    if spec.representation not in ("bitmap28", "strokes"):
+        raise QuickDrawError(f"unknown representation '{spec.representation}'; use bitmap28 or strokes.")
+    if spec.per_class <= 0:
+        raise QuickDrawError("per_class must be at least 1.")
+    cache_root = Path(cache_root)
+    final = cache_root / _fingerprint(spec)
+    if (final / "meta.json").exists():
+        return CachedDataset(final)
+    cache_root.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=".building-", dir=cache_root))
+    try:
+        _build_into(temp, spec, workers, progress)
+        try:
+            os.replace(temp, final)
+        except OSError:
+            if not (final / "meta.json").exists():  # not a concurrent builder that won the race
+                raise
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    return CachedDataset(final)
+
+
+def _build_into(folder: Path, spec: DatasetSpec, workers: int | None, progress) -> None:
+    size, channels = spec.size, spec.channels
+    capacity = spec.per_class * len(spec.classes)
+    images = np.lib.format.open_memmap(folder / "images.tmp.npy", mode="w+", dtype=np.uint8,
+                                       shape=(capacity, size, size, channels))
+    labels = np.zeros(capacity, np.int32)
+    split = np.zeros(capacity, np.uint8)
+    per_class_counts, sources, skipped = {}, {}, {}
+    workers = workers or os.cpu_count() or 1
+    stroke_classes = any(source_for(spec, cls)[0] != "numpy_bitmap" for cls in spec.classes)
+    pool = _pool(workers) if workers > 1 and stroke_classes else None
+    position = 0
+    try:
+        for label, cls in enumerate(spec.classes):
+            fmt, path = source_for(spec, cls)
+            sources[cls] = f"{fmt}:{path}"
+            start = position
+            if fmt == "numpy_bitmap":
+                if spec.representation != "bitmap28":
+                    raise QuickDrawError(f"class '{cls}' only has numpy_bitmap data, which has no strokes; the "
+                                         "strokes representation needs simplified or raw files.")
+                rows = formats.read_numpy_bitmap(path)[:spec.per_class]
+                n = len(rows)
+                images[start:start + n] = np.asarray(rows).reshape(n, 28, 28, 1)
+                keys = [bytes(row) for row in np.asarray(rows)]
+                skipped[cls] = 0
+            else:
+                drawings, keys, bad = [], [], 0
+                for record in _stroke_records(fmt, path, spec):
+                    try:
+                        strokes = from_google(record["drawing"])
+                        if not strokes:
+                            raise DrawingError("empty")
+                        if not spec.time_channel:
+                            strokes = to_simplified(strokes)
+                    except (DrawingError, KeyError, TypeError):
+                        bad += 1
+                        continue
+                    drawings.append(strokes)
+                    keys.append(_drawing_key(record))
+                    if len(drawings) >= spec.per_class:
+                        break
+                n = len(drawings)
+                _write_rendered(images, start, drawings, spec, pool)
+                skipped[cls] = bad
+            if n == 0:
+                raise DataFormatError(f"class '{cls}' has no usable drawings in {path}; check or re-download it.")
+            labels[start:start + n] = label
+            split[start:start + n] = [split_of(k, spec.val_fraction, spec.test_fraction) for k in keys]
+            per_class_counts[cls] = n
+            position += n
+            if progress:
+                progress(label + 1, len(spec.classes), cls)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    images.flush()
+    del images
+    # Trim to what was found (classes can have fewer drawings than the cap): rewrite the header only.
+    _truncate_npy(folder / "images.tmp.npy", folder / "images.npy", (position, size, size, channels))
+    np.save(folder / "labels.npy", labels[:position])
+    np.save(folder / "split.npy", split[:position])
+    meta = {"spec": asdict(spec), "classes": list(spec.classes), "count": position,
+            "per_class": per_class_counts, "sources": sources, "skipped": skipped,
+            "splits": {name: int((split[:position] == code).sum()) for name, code in SPLITS.items()},
+            "version": CACHE_VERSION}
+    (folder / "meta.json").write_text(json.dumps(meta, indent=2))
+
+
+def _truncate_npy(source: Path, target: Path, shape: tuple) -> None:
+    """Give a uint8 .npy a smaller first dimension without copying gigabytes: rewrite its header."""
+    import io
+
+    with open(source, "r+b") as handle:
+        version = np.lib.format.read_magic(handle)
+        np.lib.format._read_array_header(handle, version)
+        data_offset = handle.tell()
+        header = io.BytesIO()
+        np.lib.format._write_array_header(header, {"descr": "|u1", "fortran_order": False, "shape": tuple(shape)},
+                                          version)
+        fits = len(header.getvalue()) == data_offset
+        if fits:
+            handle.seek(0)
+            handle.write(header.getvalue())
+            handle.truncate(data_offset + int(np.prod(shape)))
+    if fits:
+        os.replace(source, target)
+        return
+    # The header would change length (rare): copy in blocks instead.
+    rows = np.load(source, mmap_mode="r")[:shape[0]]
+    out = np.lib.format.open_memmap(target, mode="w+", dtype=np.uint8, shape=shape)
+    for begin in range(0, shape[0], 65536):
+        out[begin:begin + 65536] = rows[begin:begin + 65536]
+    out.flush()
+    del out, rows
+    source.unlink()
+
+
+# ---------------------------------------------------------------- feeding
+def epoch_order(indices, seed: int, epoch: int) -> np.ndarray:
+    """The shuffled order of an epoch: a pure function of (seed, epoch), so resume replays it."""
+    return np.random.default_rng([int(seed), int(epoch)]).permutation(np.asarray(indices))
+
+
+def batches(dataset: CachedDataset, order, batch_size: int, start_batch: int = 0, prefetch: int = 4):
+    """tf.data of (uint8 images (B, H, W, C), int32 labels (B,)) in `order`, from batch `start_batch`."""
+    import tensorflow as tf
+
+    order = np.asarray(order, dtype=np.int64)
+    starts = np.arange(start_batch * batch_size, len(order), batch_size)
+    images, labels = dataset.images, dataset.labels
+    _, h, w, c = images.shape
+
+    def load(i):
+        begin = int(starts[int(i)])
+        chunk = order[begin:begin + batch_size]
+        # Sorted reads from the memmap are sequential-ish on disk; then restore the shuffled order.
+        sort = np.argsort(chunk, kind="stable")
+        block = np.empty((len(chunk), h, w, c), np.uint8)
+        block[sort] = images[chunk[sort]]
+        return block, labels[chunk]
+
+    data = tf.data.Dataset.range(len(starts)).map(
+        lambda i: tf.numpy_function(load, [i], (tf.uint8, tf.int32), stateful=False),
+        num_parallel_calls=2, deterministic=True)
+    data = data.map(lambda x, y: (tf.ensure_shape(x, (None, h, w, c)), tf.ensure_shape(y, (None,))))
+    return data.prefetch(prefetch)

@@ -1,0 +1,205 @@
+"""Strokes to pixels, exactly as Google rendered `numpy_bitmap`, plus the colour-coded variant.
+
+`python -m pipeline rasterize IN.ndjson OUT.npy [--size 28] [--colour-coded]` and the dataset cache
+use `render_many`; `pipeline.predict` uses `render_bitmap` / `render_colour_coded` per drawing.
+
+Google's bitmaps are cairo output. With cairo (through cairocffi, which only needs the system's
+libcairo) and Google's geometry - 256 px drawing space, line width 16, padding 16 (so the scale is
+size / 304), the drawing centred by an offset of (256 - max) / 2, round caps and joins,
+ANTIALIAS_BEST - every stroke/bitmap pair in ../shared/quickdraw/pairs comes out identical.
+The web page repeats this geometry from `GEOMETRY` (written into each export's preprocess.json).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+from pipeline.errors import DrawingError
+
+GEOMETRY = {
+    "drawing_side": 256.0,   # simplified coordinates live in 0..255
+    "line_width": 16.0,      # in drawing units, before scaling
+    "padding": 16.0,         # each side, in drawing units
+    "line_cap": "round",
+    "line_join": "round",
+    "centre": True,          # offset (drawing_side - max) / 2 on each axis
+}
+# The colour-coded rendering: stroke i is drawn with intensity max(255 - STEP * i, FLOOR); the first
+# strokes of a doodle say most about it, so they are the strongest and are drawn on top.
+COLOUR_STEP = 24
+COLOUR_FLOOR = 64
+MIN_SIZE, MAX_SIZE = 8, 512
+
+
+def _cairo():
+    try:
+        import cairocffi
+    except OSError as exc:  # cairocffi imports, but dlopen of libcairo fails
+        raise DrawingError(f"the system's cairo library is missing ({exc}); install it, e.g. "
+                           "`apt-get install libcairo2`.") from None
+    return cairocffi
+
+
+class _Canvas:
+    """One cairo surface per size, reused across drawings (creating one costs more than drawing)."""
+
+    _cache: dict[int, _Canvas] = {}
+
+    def __init__(self, size: int):
+        cairo = _cairo()
+        self.size = size
+        self.surface = cairo.ImageSurface(cairo.FORMAT_ARGB32, size, size)
+        self.ctx = cairo.Context(self.surface)
+        self.ctx.set_antialias(cairo.ANTIALIAS_BEST)
+        self.ctx.set_line_cap(cairo.LINE_CAP_ROUND)
+        self.ctx.set_line_join(cairo.LINE_JOIN_ROUND)
+        self.ctx.set_line_width(GEOMETRY["line_width"])
+        total_padding = GEOMETRY["padding"] * 2 + GEOMETRY["line_width"]
+        self.ctx.scale(size / (GEOMETRY["drawing_side"] + total_padding),
+                       size / (GEOMETRY["drawing_side"] + total_padding))
+        self.ctx.translate(total_padding / 2, total_padding / 2)
+
+    @classmethod
+    def get(cls, size: int) -> _Canvas:
+        canvas = cls._cache.get(size)
+        if canvas is None:
+            canvas = cls._cache[size] = _Canvas(size)
+        return canvas
+
+    def clear(self) -> None:
+        self.ctx.set_source_rgb(0, 0, 0)
+        self.ctx.paint()
+
+    def polyline(self, xs, ys, grey: float) -> None:
+        ctx = self.ctx
+        ctx.set_source_rgb(grey, grey, grey)
+        ctx.move_to(xs[0], ys[0])
+        for x, y in zip(xs, ys, strict=True):
+            ctx.line_to(x, y)  # the first line_to repeats the start: a one-point stroke is a dot
+        ctx.stroke()
+
+    def pixels(self) -> np.ndarray:
+        self.surface.flush()
+        data = np.frombuffer(self.surface.get_data(), dtype=np.uint8)
+        stride = self.surface.get_stride()
+        # ARGB32 is stored little-endian as B, G, R, A: grey ink means any colour byte is the value.
+        return data.reshape(self.size, stride)[:, 0:self.size * 4:4].copy()
+
+
+def _check(strokes, size: int) -> None:
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise DrawingError(f"image size {size} is out of range; use {MIN_SIZE}-{MAX_SIZE} pixels.")
+    if not strokes:
+        raise DrawingError("the drawing is empty: nothing to render.")
+
+
+def _centred(strokes):
+    everything = np.concatenate([s[:, :2] for s in strokes])
+    offset = (GEOMETRY["drawing_side"] - everything.max(axis=0)) / 2.0
+    return [s[:, :2] + offset for s in strokes]
+
+
+def render_bitmap(strokes, size: int = 28) -> np.ndarray:
+    """Google-exact uint8 (size, size) rendering of *simplified* strokes (white ink on black)."""
+    _check(strokes, size)
+    canvas = _Canvas.get(size)
+    canvas.clear()
+    for points in _centred(strokes):
+        canvas.polyline(points[:, 0], points[:, 1], 1.0)
+    return canvas.pixels()
+
+
+def stroke_intensity(index: int) -> int:
+    return max(255 - COLOUR_STEP * index, COLOUR_FLOOR)
+
+
+def render_colour_coded(strokes, size: int = 64, time_channel: bool = False) -> np.ndarray:
+    """uint8 (size, size, 1 or 2): the same geometry with stroke order as intensity (first stroke 255,
+    each later one COLOUR_STEP fainter down to COLOUR_FLOOR, earlier strokes on top). The optional
+    second channel encodes when each point was drawn (raw data's t, else point order): early bright."""
+    _check(strokes, size)
+    canvas = _Canvas.get(size)
+    centred = _centred(strokes)
+    canvas.clear()
+    for index in reversed(range(len(centred))):
+        points = centred[index]
+        canvas.polyline(points[:, 0], points[:, 1], stroke_intensity(index) / 255.0)
+    order = canvas.pixels()
+    if not time_channel:
+        return order[..., None]
+    times = _point_times(strokes)
+    canvas.clear()
+    for index in reversed(range(len(centred))):
+        points, t = centred[index], times[index]
+        if len(points) == 1:
+            canvas.polyline(points[:, 0], points[:, 1], 1.0 - 0.75 * t[0])
+            continue
+        for j in range(len(points) - 1):
+            canvas.polyline(points[j:j + 2, 0], points[j:j + 2, 1], 1.0 - 0.75 * t[j])
+    return np.stack([order, canvas.pixels()], axis=-1)
+
+
+def _point_times(strokes) -> list[np.ndarray]:
+    """Each point's time scaled to 0..1 over the drawing (t column when present, else point order)."""
+    if all(s.shape[1] >= 3 for s in strokes):
+        raw = [s[:, 2] for s in strokes]
+    else:
+        counts = np.cumsum([0] + [len(s) for s in strokes])
+        raw = [np.arange(counts[i], counts[i + 1], dtype=np.float64) for i in range(len(strokes))]
+    everything = np.concatenate(raw)
+    low, span = everything.min(), everything.max() - everything.min()
+    return [(r - low) / span if span > 0 else np.zeros_like(r) for r in raw]
+
+
+def render(strokes, size: int, colour_coded: bool, time_channel: bool = False) -> np.ndarray:
+    """(size, size, C) uint8 for one simplified drawing, in either representation."""
+    if colour_coded:
+        return render_colour_coded(strokes, size, time_channel)
+    return render_bitmap(strokes, size)[..., None]
+
+
+def _render_chunk(args) -> np.ndarray:
+    drawings, size, colour_coded, time_channel = args
+    from pipeline.strokes import from_google, to_simplified
+
+    channels = 2 if (colour_coded and time_channel) else 1
+    out = np.zeros((len(drawings), size, size, channels), np.uint8)
+    for i, drawing in enumerate(drawings):
+        strokes = from_google(drawing)
+        if time_channel and all(s.shape[1] == 3 for s in strokes):
+            out[i] = _render_with_raw_time(strokes, size)
+        else:
+            out[i] = render(to_simplified(strokes), size, colour_coded, time_channel)
+    return out
+
+
+def _render_with_raw_time(raw_strokes, size: int) -> np.ndarray:
+    from pipeline.strokes import simplify
+
+    simplified = simplify(raw_strokes)
+    # Simplification drops t; give each kept point the time of the nearest raw point of its stroke.
+    timed = []
+    for raw, simple in zip(raw_strokes, simplified, strict=True):
+        fractions = np.linspace(0, 1, len(simple)) if len(simple) > 1 else np.zeros(1)
+        t = np.interp(fractions, np.linspace(0, 1, len(raw)), raw[:, 2]) if len(raw) > 1 else raw[:1, 2]
+        timed.append(np.column_stack([simple, t]))
+    return render_colour_coded(timed, size, time_channel=True)
+
+
+def render_many(drawings, size: int = 28, colour_coded: bool = False, time_channel: bool = False,
+                workers: int | None = None, chunk: int = 2000) -> np.ndarray:
+    """uint8 (N, size, size, C) for Google-JSON drawings (simplified or raw), rows in input order,
+    rendered over all cores. Bad drawings raise DrawingError; filter them before (see datasets)."""
+    drawings = list(drawings)
+    workers = workers or os.cpu_count() or 1
+    jobs = [(drawings[i:i + chunk], size, colour_coded, time_channel) for i in range(0, len(drawings), chunk)]
+    if not jobs:
+        channels = 2 if (colour_coded and time_channel) else 1
+        return np.zeros((0, size, size, channels), np.uint8)
+    if workers == 1 or len(jobs) == 1:
+        return np.concatenate([_render_chunk(job) for job in jobs])
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+        return np.concatenate(list(pool.map(_render_chunk, jobs)))

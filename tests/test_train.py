@@ -1,0 +1,210 @@
+"""Chunked, resumable training: chunks equal one long run, signals and kill -9 lose nothing.
+
+Real training on ../shared bitmaps through the real CLI in subprocesses (signals and kills need a
+separate process). Small data so each trainer runs for seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from pipeline import checkpoints as ckpt
+from pipeline import runs, train
+
+CLASSES = ["apple", "banana", "cat", "fish"]
+PER_CLASS = 250  # ~800 training drawings: 13 batches of 64 an epoch
+
+
+@pytest.fixture
+def env(shared, cache_dir, tmp_path):
+    return {**os.environ, "QUICKDRAW_CACHE": str(cache_dir), "QUICKDRAW_DETERMINISTIC": "1",
+            "TF_CPP_MIN_LOG_LEVEL": "3", "QUICKDRAW_STATUS_INTERVAL": "0", "QUICKDRAW_RUNS": str(tmp_path / "runs"), "PYTHONWARNINGS": "ignore"}
+
+
+def cli(env, *args, check=True, **kw):
+    proc = subprocess.run([sys.executable, "-m", "pipeline", *args], env=env, capture_output=True, text=True,
+                          timeout=600, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"pipeline {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def train_args(shared, name, epochs, chunks=1, model="cnn", extra=(), per_class=PER_CLASS):
+    return ["train", "--name", name, "--model", model, "--classes", *CLASSES, "--per-class", str(per_class),
+            "--epochs-per-chunk", str(epochs), "--chunks", str(chunks), "--data", str(shared),
+            "--batch-size", "64", "--seed", "7", *extra]
+
+
+def final_weights(run_dir):
+    saved = ckpt.epoch_checkpoints(run_dir)
+    values, _, state = ckpt.read_checkpoint(saved[max(saved)])
+    return values, state
+
+
+def assert_same_training(a, b):
+    wa, sa = final_weights(a)
+    wb, sb = final_weights(b)
+    ha, hb = runs.read_history(a), runs.read_history(b)
+    assert [r["epoch"] for r in ha] == [r["epoch"] for r in hb]
+    for ra, rb in zip(ha, hb, strict=True):
+        for key in ("loss", "accuracy", "top3", "val_loss", "val_accuracy", "val_top3", "lr"):
+            assert ra[key] == pytest.approx(rb[key], rel=1e-5, abs=1e-6), (ra["epoch"], key)
+    for va, vb in zip(wa, wb, strict=True):
+        np.testing.assert_allclose(va, vb, rtol=1e-5, atol=1e-6)
+    assert sa["schedule"] == pytest.approx(sb["schedule"])
+
+
+@pytest.mark.slow
+def test_two_chunks_equal_one_chunk(shared, env, tmp_path):
+    runs_dir = tmp_path / "runs"
+    cli(env, *train_args(shared, "whole", 4))
+    cli(env, *train_args(shared, "halves", 2))
+    cli(env, "resume", "halves", "--epochs-per-chunk", "2")
+    assert_same_training(runs_dir / "whole", runs_dir / "halves")
+    history = runs.read_history(runs_dir / "halves")
+    assert [r["chunk"] for r in history] == [1, 1, 2, 2]
+    events = [e["event"] for e in runs.read_events(runs_dir / "halves")]
+    assert events.count("chunk_start") == 2 and "resume_point" in events
+
+
+def wait_for(predicate, timeout=240, proc=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        if proc is not None and proc.poll() is not None:
+            return False
+        time.sleep(0.05)
+    return False
+
+
+def status_of(run_dir):
+    try:
+        return json.loads((run_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+@pytest.mark.slow
+def test_sigterm_mid_epoch_saves_and_resume_matches_uninterrupted(shared, env, tmp_path):
+    runs_dir = tmp_path / "runs"
+    # Larger epochs (~40 batches) so the signal lands inside the epoch it was aimed at.
+    cli(env, *train_args(shared, "whole", 3, per_class=800))
+    run_dir = runs_dir / "stopped"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", *train_args(shared, "stopped", 3, per_class=800)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # Stop it in the middle of epoch 2: the status file is updated during the epoch.
+    assert wait_for(lambda: status_of(run_dir).get("epoch") == 2 and status_of(run_dir).get("batch", 0) >= 3,
+                    proc=proc), proc.stderr.read() if proc.poll() is not None else "no progress"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 143
+    stopped = [e for e in runs.read_events(run_dir) if e["event"] == "signal_stop"]
+    assert stopped and stopped[0]["signal"] == "SIGTERM" and stopped[0]["epoch"] == 2
+    assert status_of(run_dir)["state"] == "interrupted"
+    assert ckpt.latest_checkpoint(run_dir).name == "partial.npz"
+    cli(env, "resume", "stopped", "--epochs-per-chunk", "2")
+    assert_same_training(runs_dir / "whole", run_dir)
+    resume = [e for e in runs.read_events(run_dir) if e["event"] == "resume_point"][0]
+    assert resume["epoch"] == 2 and resume["batch"] == stopped[0]["batch"] > 0
+    assert [r["chunk"] for r in runs.read_history(run_dir)] == [1, 2, 2]
+
+
+@pytest.mark.slow
+def test_kill_9_at_several_points_never_loses_or_duplicates_an_epoch(shared, env, tmp_path):
+    runs_dir = tmp_path / "runs"
+    run_dir = runs_dir / "killed"
+    rng = np.random.default_rng(3)
+    args = train_args(shared, "killed", 4, extra=("--save-every-batches", "4", "--max-epochs", "4"))
+    kills = 0
+    for attempt in range(6):
+        command = args if attempt == 0 else ["resume", "killed"]
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline", *command], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Kill at a random moment once training is under way (status shows a batch).
+        wait_for(lambda: status_of(run_dir).get("state") == "running", proc=proc)
+        time.sleep(float(rng.uniform(0.0, 2.5)))
+        if proc.poll() is None:
+            proc.kill()
+            kills += 1
+        proc.wait()
+        # Every file readable at any moment.
+        runs.read_config(run_dir)
+        runs.read_events(run_dir)
+        json.loads((run_dir / "status.json").read_text())
+        rows = runs.read_history(run_dir)
+        assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1))
+        latest = ckpt.latest_checkpoint(run_dir)
+        if latest is not None:
+            ckpt.read_checkpoint(latest)
+        if len(rows) == 4 and status_of(run_dir).get("state") == "finished":
+            break
+    assert kills >= 2
+    if len(runs.read_history(run_dir)) < 4 or status_of(run_dir).get("state") != "finished":
+        cli(env, "resume", "killed")
+    rows = runs.read_history(run_dir)
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    events = runs.read_events(run_dir)
+    assert any(e["event"] == "crash_detected" for e in events)
+    assert runs.effective_status(run_dir)["state"] == "finished"
+
+
+@pytest.mark.slow
+def test_second_trainer_is_refused_and_branch_remembers_parent(shared, env, tmp_path):
+    runs_dir = tmp_path / "runs"
+    cli(env, *train_args(shared, "base", 2))
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        (runs_dir / "base" / ".lock").write_text(json.dumps({"pid": holder.pid}))
+        proc = cli(env, "resume", "base", check=False)
+        assert proc.returncode == 2
+        assert f"being trained by PID {holder.pid}" in proc.stderr and "Traceback" not in proc.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder is gone: its lock is stale and the next trainer takes it over with a warning.
+    proc = cli(env, "resume", "base", "--epochs-per-chunk", "1")
+    assert "stale lock" in proc.stderr.lower() or "took over" in proc.stderr.lower(), proc.stderr[-500:]
+    proc = cli(env, "branch", "base", "--name", "slower", "--from-epoch", "1", "--lr", "0.0005", "--chunks", "1",
+               "--epochs-per-chunk", "1")
+    child = runs_dir / "slower"
+    assert runs.read_config(child).parent == {"run": "base", "epoch": 1}
+    rows = runs.read_history(child)
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert rows[1]["lr"] == pytest.approx(0.0005)
+    assert rows[0]["val_loss"] == pytest.approx(runs.read_history(runs_dir / "base")[0]["val_loss"])
+    assert any(e["event"] == "lock_takeover" for e in runs.read_events(runs_dir / "base"))
+
+
+def test_plateau_schedule_matches_keras_reduce_lr_on_plateau():
+    import keras
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    callback = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=0.001)
+    callback.set_model(model)
+    callback.on_train_begin()
+    ours = {"lr": 0.01, "best": float("inf"), "wait": 0}
+    for epoch, val_loss in enumerate([1.0, 0.9, 0.95, 0.93, 0.92, 0.8, 0.85, 0.86, 0.87, 0.9, 0.9, 0.9]):
+        callback.on_epoch_end(epoch, {"val_loss": val_loss})
+        ours = train.plateau_step(ours, val_loss, factor=0.5, patience=2, min_lr=0.001)
+        assert ours["lr"] == pytest.approx(float(model.optimizer.learning_rate.numpy()))
+        assert ours["wait"] == callback.wait
+
+
+def test_bad_training_arguments_are_one_line_errors(shared, env):
+    proc = cli(env, "train", "--name", "../x", "--model", "cnn", "--classes", "cat", "dog", "--per-class", "5",
+               check=False)
+    assert proc.returncode == 2 and "not a valid run name" in proc.stderr and "Traceback" not in proc.stderr
+    proc = cli(env, "train", "--name", "x", "--model", "cnn", "--classes", "cat", "dgo", "--per-class", "5",
+               check=False)
+    assert proc.returncode == 2 and "'dgo' is not a Quick, Draw! class" in proc.stderr
+    proc = cli(env, "resume", "nope", check=False)
+    assert proc.returncode == 2 and "no run 'nope'" in proc.stderr

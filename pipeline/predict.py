@@ -21,9 +21,11 @@ from pipeline.raster import render_bitmap, render_colour_coded
 from pipeline.strokes import to_simplified
 
 
-def prepare_input(drawing, representation: str, image_size: int = 28, time_channel: bool = False) -> np.ndarray:
-    """The model input (uint8, H x W x C) for a drawing in any supported form."""
-    strokes = to_simplified(drawing)
+def prepare_input(drawing, representation: str, image_size: int = 28, time_channel: bool = False,
+                  form: str = "auto") -> np.ndarray:
+    """The model input (uint8, H x W x C) for a drawing in any supported form (`form`: see
+    `pipeline.strokes.to_simplified`; canvas strokes in Google's list form should pass "raw")."""
+    strokes = to_simplified(drawing, form)
     if representation == "bitmap28":
         return render_bitmap(strokes, 28)[..., None]
     if representation == "strokes":
@@ -63,8 +65,8 @@ class Predictor:
         return cls(load_run_model(run_dir, checkpoint), read_classes(run_dir), config.representation,
                    config.image_size, config.time_channel, name=run_dir.name)
 
-    def prepare(self, drawing) -> np.ndarray:
-        return prepare_input(drawing, self.representation, self.image_size, self.time_channel)
+    def prepare(self, drawing, form: str = "auto") -> np.ndarray:
+        return prepare_input(drawing, self.representation, self.image_size, self.time_channel, form)
 
     def probabilities(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
         """Softmax outputs for a batch of uint8 model inputs (N, H, W, C)."""
@@ -81,15 +83,15 @@ class Predictor:
         order = np.argsort(-probabilities, kind="stable")[:top]
         return [(self.classes[i], float(probabilities[i])) for i in order]
 
-    def predict_detailed(self, drawing, top: int = 5) -> Prediction:
+    def predict_detailed(self, drawing, top: int = 5, form: str = "auto") -> Prediction:
         start = time.perf_counter()
-        image = self.prepare(drawing)
+        image = self.prepare(drawing, form)
         probs = self.probabilities(image[None])[0]
         return Prediction(self.top_k(probs, top), image, probs, time.perf_counter() - start)
 
-    def predict(self, drawing, top: int = 5) -> list[tuple[str, float]]:
+    def predict(self, drawing, top: int = 5, form: str = "auto") -> list[tuple[str, float]]:
         """Top-k (label, probability) for one drawing; DrawingError (a ValueError) for unusable input."""
-        return self.predict_detailed(drawing, top).top
+        return self.predict_detailed(drawing, top, form).top
 
 
 __all__ = ["DrawingError", "Prediction", "Predictor", "prepare_input"]

@@ -1,0 +1,71 @@
+"""The dataset cache: uint8 on disk, memory-mapped, split by drawing identity, fed in batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.datasets import DatasetSpec, batches, build_cache, epoch_order, split_of
+from pipeline.errors import QuickDrawError
+
+
+@pytest.fixture
+def spec(shared):
+    return DatasetSpec(classes=("apple", "cat", "fish"), per_class=300, data_root=str(shared))
+
+
+def test_bitmap_cache_is_uint8_memmap_with_googles_rows(spec, shared, tmp_path):
+    ds = build_cache(spec, tmp_path)
+    assert isinstance(ds.images, np.memmap) and ds.images.dtype == np.uint8
+    assert ds.images.shape == (900, 28, 28, 1)
+    assert np.bincount(ds.labels).tolist() == [300, 300, 300]
+    rows = np.load(shared / "bitmaps" / "cat.npy", mmap_mode="r")[:300]
+    np.testing.assert_array_equal(ds.images[ds.labels == 1].reshape(300, 784), rows)
+    splits = {name: len(ds.indices(name)) for name in ("train", "val", "test")}
+    assert sum(splits.values()) == 900 and splits["val"] > 50 and splits["test"] > 50
+    assert build_cache(spec, tmp_path).path == ds.path  # reused, not rebuilt
+    assert not list(tmp_path.glob(".building-*"))
+
+
+def test_split_is_stable_when_classes_or_caps_change(spec, tmp_path):
+    small = build_cache(spec, tmp_path)
+    bigger = build_cache(DatasetSpec(classes=("fish", "apple", "cat", "eye"), per_class=400,
+                                     data_root=spec.data_root), tmp_path)
+    # The first 300 cat drawings keep their split whatever else is in the dataset.
+    np.testing.assert_array_equal(small.split[small.labels == 1], bigger.split[bigger.labels == 2][:300])
+
+
+def test_same_drawings_two_representations_share_the_split(shared, tmp_path):
+    common = dict(classes=("cat", "teapot"), per_class=200, source="simplified", data_root=str(shared))
+    bitmap = build_cache(DatasetSpec(representation="bitmap28", **common), tmp_path)
+    strokes = build_cache(DatasetSpec(representation="strokes", image_size=48, **common), tmp_path)
+    assert strokes.images.shape == (400, 48, 48, 1)
+    np.testing.assert_array_equal(bitmap.split, strokes.split)
+    np.testing.assert_array_equal(bitmap.labels, strokes.labels)
+
+
+def test_epoch_order_and_batches_resume_mid_epoch(spec, tmp_path):
+    ds = build_cache(spec, tmp_path)
+    order = epoch_order(ds.indices("train"), seed=3, epoch=2)
+    np.testing.assert_array_equal(order, epoch_order(ds.indices("train"), seed=3, epoch=2))
+    assert not np.array_equal(order, epoch_order(ds.indices("train"), seed=3, epoch=3))
+    full = [(x.numpy(), y.numpy()) for x, y in batches(ds, order, 64)]
+    later = [(x.numpy(), y.numpy()) for x, y in batches(ds, order, 64, start_batch=3)]
+    assert len(later) == len(full) - 3
+    for (xa, ya), (xb, yb) in zip(full[3:], later, strict=True):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    x, y = full[0]
+    assert x.dtype == np.uint8 and y.dtype == np.int32
+    np.testing.assert_array_equal(x, ds.images[order[:64]])
+
+
+def test_missing_class_names_the_download_command(tmp_path):
+    spec = DatasetSpec(classes=("cat", "zebra"), per_class=10, data_root=str(tmp_path / "empty"))
+    with pytest.raises(QuickDrawError, match="python -m pipeline download 'cat'"):
+        build_cache(spec, tmp_path)
+
+
+def test_split_fractions():
+    codes = np.array([split_of(str(i).encode(), 0.1, 0.2) for i in range(20000)])
+    assert abs((codes == 2).mean() - 0.2) < 0.02 and abs((codes == 1).mean() - 0.1) < 0.02

@@ -43,6 +43,10 @@ chromium: $(VENV)/.installed-test
 lint: install-test
 	$(BIN)/ruff check .
 
+# The shipped experiment (runs/, web/models/, runs/RESULTS.md); see scripts/experiment.py.
+experiment: install web chromium
+	$(BIN)/python scripts/experiment.py
+
 bench: install-test web chromium
 	$(BIN)/python -m bench
 

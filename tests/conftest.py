@@ -65,6 +65,6 @@ def trained_runs(shared, cache_dir, tmp_path_factory):
     runs_dir = tmp_path_factory.mktemp("runs")
     return {
         "cnn": train_small_run(runs_dir, "cnn-small", "cnn", shared, epochs=4),
-        "mobilenet": train_small_run(runs_dir, "mobilenet-small", "mobilenet", shared, epochs=3,
+        "mobilenet": train_small_run(runs_dir, "mobilenet-small", "mobilenet", shared, epochs=8,
                                      model_options={"alpha": 0.25, "input_size": 32}),
     }

@@ -1,0 +1,50 @@
+"""`make bench` / `python -m bench [NAME...]`: run every benchmark and write bench/RESULTS.md.
+
+Each benchmark is a script in this folder that measures its sides in one run and prints a table with
+ratios; RESULTS.md records each one's output verbatim with the command that produced it and the date.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BENCHMARKS = {
+    "data": ("bench_data.py", "data loading: project dataset vs the seed's loader"),
+    "render": ("bench_render.py", "rendering throughput: Google-exact and colour-coded vs cv2 per-segment"),
+    "train": ("bench_train.py", "training throughput: pipeline vs in-memory model.fit"),
+    "predict": ("bench_predict.py", "prediction latency: Python and Chromium (TF.js)"),
+    "dashboard": ("bench_dashboard.py", "dashboard scaling: 10 vs 200 runs"),
+}
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(BENCHMARKS)
+    sections = [f"# Benchmark results\n\nWritten by `make bench` (`python -m bench`) on {time.strftime('%Y-%m-%d %H:%M')} "
+                "on this machine (2 cores, no GPU). Each section is the verbatim output of the command above it.\n"]
+    failed = 0
+    for name in names:
+        script, title = BENCHMARKS[name]
+        if not (HERE / script).exists():
+            sections.append(f"## {title}\n\n`python bench/{script}`: not present.\n")
+            continue
+        print(f"== {name}: python bench/{script}", flush=True)
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, str(HERE / script)], capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        print(proc.stdout, flush=True)
+        if proc.returncode != 0:
+            failed += 1
+            print(proc.stderr[-3000:], file=sys.stderr)
+        status = "" if proc.returncode == 0 else f" (exit code {proc.returncode})"
+        sections.append(f"## {title}\n\n`python bench/{script}` ({seconds:.0f} s){status}\n\n```\n{proc.stdout.strip()}\n```\n")
+    (HERE / "RESULTS.md").write_text("\n".join(sections))
+    print(f"wrote {HERE / 'RESULTS.md'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

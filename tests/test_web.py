@@ -1,0 +1,326 @@
+"""The web/ drawing page in real headless Chromium (Playwright + Debian's chromium).
+
+(a) model parity TF.js vs Keras, (b) preprocessing parity web/preprocess.js vs pipeline.predict,
+(c) end to end: real drawings replayed as mouse strokes on the page vs pipeline.predict,
+(d) a screenshot in the test output, (e) empty / dot / huge drawing / broken model: messages, no errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from pipeline.browser import find_chromium, launch_kwargs
+from pipeline.export import BLANK_TFJS_PAGE, export_run, static_server, tfjs_predict
+from pipeline.predict import Predictor, prepare_input
+from pipeline.runs import read_classes
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE = REPO / "tests" / "fixtures" / "preprocess_cases.json"
+WEB_FILES = ("index.html", "app.js", "preprocess.js", "style.css")
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+def _require_browser() -> None:
+    if find_chromium() is None:
+        pytest.skip("no Chromium found (install Debian's chromium or `python -m playwright install chromium`)")
+    if not (REPO / "web" / "vendor" / "tf.min.js").exists():
+        pytest.skip("web/vendor/tf.min.js is missing: run `make web`")
+
+
+@pytest.fixture(scope="module")
+def site(trained_runs, tmp_path_factory):
+    """A copy of web/ with both trained runs exported (and a broken model), served on 127.0.0.1."""
+    _require_browser()
+    web = tmp_path_factory.mktemp("site")
+    (web / "models").mkdir()
+    for name in WEB_FILES:
+        shutil.copy(REPO / "web" / name, web / name)
+    shutil.copytree(REPO / "web" / "vendor", web / "vendor")
+    for kind in ("cnn", "mobilenet"):
+        export_run(trained_runs[kind], web_dir=web, verify=False)
+    # A model whose files are damaged: the page must say so, not throw.
+    broken = web / "models" / "broken"
+    shutil.copytree(web / "models" / trained_runs["cnn"].name, broken)
+    (broken / "model.json").write_text("{ this is not a model")
+    index = json.loads((web / "models" / "index.json").read_text())
+    index["models"].append({**index["models"][0], "name": "broken", "path": "models/broken"})
+    (web / "models" / "index.json").write_text(json.dumps(index))
+    with static_server(web, pages={"/blank.html": BLANK_TFJS_PAGE}) as base:
+        yield SimpleNamespace(dir=web, base=base, runs=trained_runs)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(**launch_kwargs())
+        yield chromium
+        chromium.close()
+
+
+class Console:
+    """Errors a page reports: console.error messages and uncaught exceptions."""
+
+    def __init__(self, page):
+        self.errors: list[str] = []
+        page.on("console", lambda m: self.errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+
+
+def open_page(browser, site, query: str = ""):
+    page = browser.new_page(viewport={"width": 1100, "height": 800})
+    console = Console(page)
+    page.goto(f"{site.base}/index.html{query}")
+    page.wait_for_function("document.body.dataset.model !== undefined", timeout=60_000)
+    return page, console
+
+
+def load_lines(path: Path, limit: int) -> list[dict]:
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            out.append(json.loads(line))
+            if len(out) == limit:
+                break
+    return out
+
+
+def class_file(folder: Path, name: str, suffix: str) -> Path | None:
+    for candidate in (name, name.replace(" ", "_")):
+        path = folder / f"{candidate}{suffix}"
+        if path.exists():
+            return path
+    return None
+
+
+# ---------------------------------------------------------------- (a) model parity
+@pytest.mark.parametrize("backend", ["cpu", "webgl"])
+@pytest.mark.parametrize("kind", ["cnn", "mobilenet"])
+def test_tfjs_outputs_equal_keras_on_real_bitmaps(kind, backend, site, browser, shared):
+    run = site.runs[kind]
+    classes = read_classes(run)
+    # The last 10 drawings of each class: beyond the first 300 the small runs trained on.
+    images = np.concatenate([np.load(class_file(shared / "bitmaps", c, ".npy"), mmap_mode="r")[-10:]
+                             for c in classes]).reshape(-1, 28, 28, 1)
+    assert len(images) == 100
+    keras_probs = Predictor.from_run(run).probabilities(images)
+    page = browser.new_page()
+    try:
+        page.goto(f"{site.base}/blank.html")
+        tfjs_probs = tfjs_predict(page, f"{site.base}/models/{run.name}/model.json", images, backend=backend)
+    finally:
+        page.close()
+    diff = float(np.abs(keras_probs - tfjs_probs).max())
+    print(f"\n{kind} on {backend}: max |TF.js - Keras| = {diff:.3g} over {len(images)} real bitmaps")
+    assert diff <= 1e-4
+    assert np.array_equal(keras_probs.argmax(1), tfjs_probs.argmax(1))
+
+
+# ---------------------------------------------------------------- (b) preprocessing parity
+_JS_PREPARE = """
+({drawings, representation, size}) => {
+  const P = window.QuickDrawPreprocess;
+  const images = [], simplified = [];
+  for (const d of drawings) {
+    const out = P.prepare(d, {representation, image_size: size});
+    images.push(...out.image);
+    simplified.push(out.simplified);
+  }
+  const u8 = Uint8Array.from(images);
+  let s = '';
+  for (let i = 0; i < u8.length; i += 8192) s += String.fromCharCode.apply(null, u8.subarray(i, i + 8192));
+  return {images: btoa(s), simplified};
+}
+"""
+
+
+def js_prepare(page, drawings, representation="bitmap28", size=28):
+    result = page.evaluate(_JS_PREPARE, {"drawings": drawings, "representation": representation, "size": size})
+    images = np.frombuffer(base64.b64decode(result["images"]), np.uint8)
+    return images.reshape(len(drawings), size, size), result["simplified"]
+
+
+def real_stroke_drawings(shared, simplified_count=160, raw_count=40) -> list:
+    """Real drawings from ../shared: simplified ones across many classes, and some raw ones."""
+    drawings = []
+    files = sorted((shared / "simplified").glob("*.ndjson"))
+    for path in files[:simplified_count // 4]:
+        drawings += [r["drawing"] for r in load_lines(path, 4)]
+    raw_files = sorted((shared / "raw").glob("*.ndjson"))
+    for path in raw_files[:raw_count // 2]:
+        drawings += [r["drawing"] for r in load_lines(path, 2)]
+    return drawings[:simplified_count + raw_count]
+
+
+def test_js_preprocessing_matches_python_on_real_drawings(site, browser, shared):
+    from pipeline.strokes import to_google, to_simplified
+
+    drawings = real_stroke_drawings(shared)
+    assert len(drawings) == 200
+    python = np.stack([prepare_input(d, "bitmap28")[..., 0] for d in drawings]).astype(np.int16)
+    page = browser.new_page()
+    try:
+        page.goto(f"{site.base}/index.html")
+        js, js_simplified = js_prepare(page, drawings)
+    finally:
+        page.close()
+    mad = float(np.abs(js.astype(np.int16) - python).mean())
+    same_strokes = np.mean([js_s == to_google(to_simplified(d)) for js_s, d in zip(js_simplified, drawings, strict=True)])
+    per_drawing = np.abs(js.astype(np.int16) - python).mean(axis=(1, 2))
+    print(f"\nJS vs Python on {len(drawings)} real drawings: mean abs diff {mad:.3f} grey levels "
+          f"(worst drawing {per_drawing.max():.3f}); identical simplification {same_strokes:.1%}")
+    # The issue allows 2.0 (a 2D canvas gets about 1.8); this cairo-style renderer measures about 0.1.
+    assert mad <= 0.5
+    assert same_strokes >= 0.97
+
+
+def test_shared_fixture_cases_match_both_sides(site, browser):
+    """tests/fixtures/preprocess_cases.json: Python still produces it and JavaScript reproduces it."""
+    cases = json.loads(FIXTURE.read_text())["cases"]
+    from pipeline.strokes import to_google, to_simplified
+
+    for case in cases:
+        assert to_google(to_simplified(case["drawing"])) == case["simplified"], case["name"]
+        assert prepare_input(case["drawing"], "bitmap28").ravel().tolist() == case["bitmap28"], case["name"]
+        assert prepare_input(case["drawing"], "strokes", 32).ravel().tolist() == case["strokes32"], case["name"]
+    page = browser.new_page()
+    try:
+        page.goto(f"{site.base}/index.html")
+        drawings = [c["drawing"] for c in cases]
+        bitmaps, simplified = js_prepare(page, drawings)
+        coloured, _ = js_prepare(page, drawings, "strokes", 32)
+    finally:
+        page.close()
+    for i, case in enumerate(cases):
+        assert simplified[i] == case["simplified"], case["name"]
+        bitmap_diff = np.abs(bitmaps[i].astype(int).ravel() - case["bitmap28"]).mean()
+        colour_diff = np.abs(coloured[i].astype(int).ravel() - case["strokes32"]).mean()
+        print(f"{case['name']:18} bitmap28 {bitmap_diff:.3f}  strokes32 {colour_diff:.3f}")
+        assert bitmap_diff <= 0.5 and colour_diff <= 0.5, case["name"]
+
+
+# ---------------------------------------------------------------- (c) end to end
+def draw(page, strokes, box, margin=30):
+    """Replay Google-simplified strokes (0..255) as mouse strokes inside the canvas box."""
+    scale = (min(box["width"], box["height"]) - 2 * margin) / 255.0
+    for xs, ys in ((s[0], s[1]) for s in strokes):
+        points = [(box["x"] + margin + x * scale, box["y"] + margin + y * scale) for x, y in zip(xs, ys, strict=True)]
+        page.mouse.move(*points[0])
+        page.mouse.down()
+        for point in points[1:]:
+            page.mouse.move(*point)
+        page.mouse.up()
+
+
+def clear(page):
+    page.evaluate("window.quickdraw.clear()")
+    page.wait_for_selector('[data-testid="predictions"][data-strokes="0"]', state="attached")
+
+
+def wait_for_predictions(page, strokes: int):
+    page.wait_for_selector(f'[data-testid="predictions"][data-strokes="{strokes}"] li', state="attached",
+                           timeout=30_000)
+    return page.eval_on_selector_all('[data-testid="predictions"] li',
+                                     "items => items.map(li => [li.dataset.label, parseFloat(li.dataset.prob)])")
+
+
+def test_replayed_drawings_get_the_same_top1_as_python(site, browser, shared):
+    run = site.runs["cnn"]
+    predictor = Predictor.from_run(run)
+    # Round-robin over the run's classes that ../shared has strokes for (some have only bitmaps).
+    pools = [load_lines(p, 100) for p in (class_file(shared / "simplified", c, ".ndjson") for c in predictor.classes)
+             if p is not None]
+    assert len(pools) >= 3, "too few of the run's classes have simplified drawings in ../shared"
+    drawings = [pool[i]["drawing"] for i in range(100) for pool in pools if i < len(pool)][:100]
+    assert len(drawings) == 100
+    page, console = open_page(browser, site, f"?model={run.name}&backend=cpu")
+    assert page.get_attribute("body", "data-model") == run.name
+    box = page.locator('[data-testid="drawing-canvas"]').bounding_box()
+    agree = 0
+    for drawing in drawings:
+        clear(page)
+        draw(page, drawing, box)
+        top = wait_for_predictions(page, len(drawing))
+        captured = page.evaluate("window.quickdraw.strokes()")
+        assert [len(s) for s in captured] == [len(s[0]) for s in drawing]
+        replayed = [[[p[0] for p in s], [p[1] for p in s], [p[2] for p in s]] for s in captured]
+        python_top = predictor.predict(replayed, top=5)
+        agree += top[0][0] == python_top[0][0]
+        assert len(top) == 5 and abs(sum(p for _, p in top) - sum(p for _, p in python_top)) < 0.05
+    page.close()
+    print(f"\npage top-1 == pipeline.predict top-1 for {agree}/100 replayed drawings")
+    assert agree >= 95
+    assert console.errors == []
+
+
+# ---------------------------------------------------------------- (d) screenshot
+def test_screenshot_of_a_drawing_and_its_guesses(site, browser, shared, tmp_path):
+    run = site.runs["cnn"]
+    drawing = load_lines(class_file(shared / "simplified", "cat", ".ndjson"), 1)[0]["drawing"]
+    page, console = open_page(browser, site, f"?model={run.name}")
+    draw(page, drawing, page.locator('[data-testid="drawing-canvas"]').bounding_box())
+    top = wait_for_predictions(page, len(drawing))
+    path = tmp_path / "quickdraw-page.png"
+    page.screenshot(path=str(path), full_page=True)
+    page.close()
+    assert path.stat().st_size > 10_000 and len(top) == 5
+    target = os.environ.get("QUICKDRAW_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(target) / path.name)
+    print(f"\nscreenshot: {path} (top-1 {top[0][0]} {top[0][1]:.2f})")
+    assert console.errors == []
+
+
+# ---------------------------------------------------------------- (e) awkward input
+def test_empty_dot_huge_drawing_and_broken_model_give_messages_not_errors(site, browser):
+    run = site.runs["cnn"]
+    page, console = open_page(browser, site, f"?model={run.name}")
+    status = page.locator('[data-testid="status"]')
+    assert "Draw something" in status.inner_text()
+    assert page.locator('[data-testid="predictions"] li').count() == 0
+    options = page.eval_on_selector_all('[data-testid="model-picker"] option', "os => os.map(o => o.value)")
+    assert run.name in options and site.runs["mobilenet"].name in options
+    assert page.locator('[data-testid="class-list"] li').count() == len(read_classes(run))
+    assert "CC BY 4.0" in page.inner_text("footer") and "Quick, Draw!" in page.inner_text("footer")
+
+    box = page.locator('[data-testid="drawing-canvas"]').bounding_box()
+    page.mouse.click(box["x"] + 100, box["y"] + 100)  # a single dot
+    assert len(wait_for_predictions(page, 1)) == 5
+    assert "dot" in status.inner_text()
+
+    clear(page)  # a stroke that leaves the canvas far behind (pointer capture keeps it)
+    page.mouse.move(box["x"] + 50, box["y"] + 50)
+    page.mouse.down()
+    for x, y in ((1090, 790), (5, 790), (box["x"] + 60, box["y"] + 300)):
+        page.mouse.move(x, y, steps=5)
+    page.mouse.up()
+    assert len(wait_for_predictions(page, 1)) == 5
+    assert "Guessing with" in status.inner_text()
+    assert page.evaluate("window.quickdraw.predictStrokes([[[0, 90000, -40000], [5, -70000, 80000]]])")[0]["label"]
+
+    page.click('[data-testid="undo"]')
+    page.wait_for_selector('[data-testid="predictions"][data-strokes="0"]', state="attached")
+    assert "Draw something" in status.inner_text()
+    bad = page.evaluate("window.quickdraw.predictStrokes([[[0, 1e9], [0, 1]]]).then(() => 'ok', e => e.name + ': ' + e.message)")
+    assert bad.startswith("DrawingError") and "1e+6" in bad or "1e6" in bad
+    page.close()
+    assert console.errors == []
+
+    page, console = open_page(browser, site, "?model=broken")
+    assert page.get_attribute("body", "data-model") == "failed"
+    message = page.locator('[data-testid="status"]').inner_text()
+    assert "Could not load model \"broken\"" in message and "export" in message
+    page.close()
+    assert console.errors == []

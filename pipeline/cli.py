@@ -158,7 +158,8 @@ def cmd_export(args) -> int:
     from pipeline.runs import resolve_run
 
     result = export_run(resolve_run(_runs_dir(args), args.run), checkpoint=args.checkpoint,
-                        out_dir=args.out, quantize=args.quantize, verify=not args.no_verify)
+                        out_dir=args.out, quantize=args.quantize, verify=not args.no_verify,
+                        make_default=args.make_default)
     print(json.dumps(result, indent=2))
     return 0 if result.get("registered", True) else 1
 
@@ -273,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default web/models/<run>)")
     p.add_argument("--quantize", choices=("none", "float16", "uint8"), default="none")
     p.add_argument("--no-verify", action="store_true", help="skip the headless-Chromium comparison with Keras")
+    p.add_argument("--make-default", action="store_true", help="make it the page's default model (index.json)")
     runs_dir_option(p)
 
     p = add("import-logs", cmd_import_logs, "turn a folder of Keras CSVLogger files (train_log.csv, train_log_1.csv, ...) into a chunked run")

@@ -207,7 +207,7 @@ def write_results(started: float) -> None:
 def export_best() -> None:
     best = max(("cnn-56", "mobilenet-56", "qdnet-56"), key=lambda n: evaluate(n)["top1"])
     log(f"exporting {best} to web/models/ as the default model")
-    run("export", best)
+    run("export", best, "--make-default")
 
 
 def main() -> int:

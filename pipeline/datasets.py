@@ -48,6 +48,9 @@ class DatasetSpec:
     test_fraction: float = 0.1
     time_channel: bool = False
     recognized_only: bool = False
+    # How bitmap rows without a key_id are hashed into splits: "rows64" (vectorised, current) or
+    # "blake2b" (per row; the first runs of this project). A run keeps its scheme for life.
+    split_scheme: str = "rows64"
 
     @property
     def size(self) -> int:
@@ -89,6 +92,27 @@ def split_of(key: bytes, val_fraction: float, test_fraction: float) -> int:
     if u < test_fraction + val_fraction:
         return SPLITS["val"]
     return SPLITS["train"]
+
+
+def split_codes(u: np.ndarray, val_fraction: float, test_fraction: float) -> np.ndarray:
+    """0 train, 1 val, 2 test for uniform numbers in [0, 1)."""
+    codes = np.full(len(u), SPLITS["train"], np.uint8)
+    codes[u < test_fraction + val_fraction] = SPLITS["val"]
+    codes[u < test_fraction] = SPLITS["test"]
+    return codes
+
+
+def row_uniforms(rows: np.ndarray) -> np.ndarray:
+    """A uniform number in [0, 1) per 784-byte bitmap row, from a 64-bit hash of its bytes computed
+    for all rows at once (a per-row blake2b costs more than everything else in a cache build)."""
+    words = np.ascontiguousarray(rows, dtype=np.uint8).view(np.uint64)  # (n, 98)
+    h = np.full(len(words), 0x9E3779B97F4A7C15, np.uint64)
+    with np.errstate(over="ignore"):
+        for column in words.T:
+            h ^= column
+            h *= np.uint64(0xBF58476D1CE4E5B9)
+            h ^= h >> np.uint64(31)
+    return (h >> np.uint64(11)).astype(np.float64) / float(2 ** 53)
 
 
 def _drawing_key(record: dict) -> bytes:
@@ -221,7 +245,12 @@ def _build_into(folder: Path, spec: DatasetSpec, workers: int | None, progress) 
                 rows = formats.read_numpy_bitmap(path)[:spec.per_class]
                 n = len(rows)
                 images[start:start + n] = np.asarray(rows).reshape(n, 28, 28, 1)
-                keys = [bytes(row) for row in np.asarray(rows)]
+                if spec.split_scheme == "blake2b":
+                    keys = [bytes(row) for row in np.asarray(rows)]
+                else:
+                    keys = None
+                    split[start:start + n] = split_codes(row_uniforms(np.asarray(rows)), spec.val_fraction,
+                                                         spec.test_fraction)
                 skipped[cls] = 0
             else:
                 drawings, keys, bad = [], [], 0
@@ -245,7 +274,8 @@ def _build_into(folder: Path, spec: DatasetSpec, workers: int | None, progress) 
             if n == 0:
                 raise DataFormatError(f"class '{cls}' has no usable drawings in {path}; check or re-download it.")
             labels[start:start + n] = label
-            split[start:start + n] = [split_of(k, spec.val_fraction, spec.test_fraction) for k in keys]
+            if keys is not None:
+                split[start:start + n] = [split_of(k, spec.val_fraction, spec.test_fraction) for k in keys]
             per_class_counts[cls] = n
             position += n
             if progress:
@@ -301,8 +331,62 @@ def epoch_order(indices, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([int(seed), int(epoch)]).permutation(np.asarray(indices))
 
 
+def _gather(images, chunk: np.ndarray) -> np.ndarray:
+    # Sorted reads from the memmap are sequential-ish on disk; then restore the shuffled order.
+    sort = np.argsort(chunk, kind="stable")
+    block = np.empty((len(chunk),) + images.shape[1:], np.uint8)
+    block[sort] = images[chunk[sort]]
+    return block
+
+
+def iter_batches(dataset: CachedDataset, order, batch_size: int, start_batch: int = 0, prefetch: int = 3):
+    """(uint8 images, int32 labels) numpy batches in `order` from batch `start_batch`, read ahead by
+    a background thread. The single-device trainer's feed: a tf.data pipeline costs ~3x more per batch
+    on a CPU, which matters for a model as small as the seed's CNN."""
+    import queue
+    import threading
+
+    order = np.asarray(order, dtype=np.int64)
+    starts = range(start_batch * batch_size, len(order), batch_size)
+    images, labels = dataset.images, dataset.labels
+    ready: queue.Queue = queue.Queue(maxsize=prefetch)
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for begin in starts:
+                chunk = order[begin:begin + batch_size]
+                item = (_gather(images, chunk), labels[chunk])
+                while not stop.is_set():
+                    try:
+                        ready.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as exc:  # surfaced in the consumer, not lost in the thread
+            ready.put(exc)
+            return
+        ready.put(None)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
 def batches(dataset: CachedDataset, order, batch_size: int, start_batch: int = 0, prefetch: int = 4):
-    """tf.data of (uint8 images (B, H, W, C), int32 labels (B,)) in `order`, from batch `start_batch`."""
+    """tf.data of (uint8 images (B, H, W, C), int32 labels (B,)) in `order`, from batch `start_batch`;
+    the feed for tf.distribute strategies, which shard a tf.data pipeline across replicas/workers."""
     import tensorflow as tf
 
     order = np.asarray(order, dtype=np.int64)
@@ -313,11 +397,7 @@ def batches(dataset: CachedDataset, order, batch_size: int, start_batch: int = 0
     def load(i):
         begin = int(starts[int(i)])
         chunk = order[begin:begin + batch_size]
-        # Sorted reads from the memmap are sequential-ish on disk; then restore the shuffled order.
-        sort = np.argsort(chunk, kind="stable")
-        block = np.empty((len(chunk), h, w, c), np.uint8)
-        block[sort] = images[chunk[sort]]
-        return block, labels[chunk]
+        return _gather(images, chunk), labels[chunk]
 
     data = tf.data.Dataset.range(len(starts)).map(
         lambda i: tf.numpy_function(load, [i], (tf.uint8, tf.int32), stateful=False),

@@ -71,6 +71,8 @@ class RunConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     time_channel: bool = False
+    # Runs from before the vectorised bitmap-row split have no such field: they keep blake2b.
+    split_scheme: str = "blake2b"
     augment: bool = False
     parent: dict | None = None  # {"run": name, "epoch": E} for a branch
     imported_from: str | None = None

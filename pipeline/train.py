@@ -76,7 +76,8 @@ def make_config(*, name: str, model: str, classes: tuple[str, ...], per_class: i
         data_root=str(resolve_data_root(data_root)), epochs_per_chunk=int(epochs_per_chunk),
         batch_size=int(batch_size), learning_rate=float(learning_rate or spec.learning_rate), seed=int(seed),
         save_every_batches=save_every_batches, strategy=strategy, model_options=dict(model_options or {}),
-        max_epochs=max_epochs, created=runs.now_iso(), versions=library_versions(), **extra,
+        max_epochs=max_epochs, created=runs.now_iso(), versions=library_versions(),
+        **{"split_scheme": "rows64", **extra},
     )
 
 
@@ -229,6 +230,7 @@ def dataset_spec(config: RunConfig):
         classes=tuple(config.classes), per_class=config.per_class, representation=config.representation,
         image_size=config.image_size, source=config.source, data_root=config.data_root,
         val_fraction=config.val_fraction, test_fraction=config.test_fraction, time_channel=config.time_channel,
+        split_scheme=config.split_scheme,
     )
 
 
@@ -324,6 +326,13 @@ class Trainer:
 
         self.train_step, self.eval_step = train_step, eval_step
 
+    def _feed(self, order, batch_size: int, start_batch: int = 0):
+        from pipeline.datasets import batches, iter_batches
+
+        if self.config.strategy == "default":
+            return iter_batches(self.dataset, order, batch_size, start_batch)
+        return self._distribute(batches(self.dataset, order, batch_size, start_batch))
+
     def _distribute(self, dataset):
         tf = self.tf
         if self.config.strategy == "default":
@@ -347,7 +356,7 @@ class Trainer:
 
     # -------------------------------------------------------------- the loop
     def run(self) -> int:
-        from pipeline.datasets import batches, epoch_order
+        from pipeline.datasets import epoch_order
 
         cfg, state = self.config, self.state
         if self.chief:
@@ -377,7 +386,7 @@ class Trainer:
             partial = state["partial"] or {"loss": 0.0, "top1": 0.0, "top3": 0.0, "n": 0.0, "started": time.time()}
             state["partial"] = partial
             order = epoch_order(self.train_indices, cfg.seed, epoch)
-            data = self._distribute(batches(self.dataset, order, batch_size, start_batch=state["batch"]))
+            data = self._feed(order, batch_size, start_batch=state["batch"])
             for images, labels in data:
                 t0 = time.monotonic()
                 global_batch = self.tf.constant(self._batch_len(labels), self.tf.float32)
@@ -427,10 +436,8 @@ class Trainer:
         return {"loss": partial["loss"] / n, "accuracy": partial["top1"] / n, "top3": partial["top3"] / n}
 
     def _evaluate(self, indices) -> dict:
-        from pipeline.datasets import batches
-
         sums = np.zeros(4)
-        for images, labels in self._distribute(batches(self.dataset, np.asarray(indices), 1024)):
+        for images, labels in self._feed(np.asarray(indices), 1024):
             sums += self.eval_step(images, labels).numpy()
         n = max(sums[3], 1.0)
         return {"loss": float(sums[0] / n), "accuracy": float(sums[1] / n), "top3": float(sums[2] / n)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.datasets import DatasetSpec, batches, build_cache, epoch_order, split_of
+from pipeline.datasets import DatasetSpec, batches, build_cache, epoch_order, iter_batches, split_of
 from pipeline.errors import QuickDrawError
 
 
@@ -69,3 +69,27 @@ def test_missing_class_names_the_download_command(tmp_path):
 def test_split_fractions():
     codes = np.array([split_of(str(i).encode(), 0.1, 0.2) for i in range(20000)])
     assert abs((codes == 2).mean() - 0.2) < 0.02 and abs((codes == 1).mean() - 0.1) < 0.02
+
+
+def test_numpy_feed_equals_the_tf_data_feed(spec, tmp_path):
+    ds = build_cache(spec, tmp_path)
+    order = epoch_order(ds.indices("train"), seed=1, epoch=1)
+    fed = list(iter_batches(ds, order, 50, start_batch=2))
+    piped = [(x.numpy(), y.numpy()) for x, y in batches(ds, order, 50, start_batch=2)]
+    assert len(fed) == len(piped) > 0
+    for (xa, ya), (xb, yb) in zip(fed, piped, strict=True):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    early = iter_batches(ds, order, 50)
+    next(early)
+    early.close()  # a trainer stopping mid-epoch: the reader thread ends, nothing hangs
+
+
+def test_old_runs_keep_their_split_scheme(spec, tmp_path):
+    from dataclasses import replace
+
+    new = build_cache(spec, tmp_path)
+    old = build_cache(replace(spec, split_scheme="blake2b"), tmp_path)
+    assert new.path != old.path
+    np.testing.assert_array_equal(new.labels, old.labels)
+    assert 0.6 < (new.split == 0).mean() < 0.95 and 0.6 < (old.split == 0).mean() < 0.95

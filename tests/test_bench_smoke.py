@@ -1,0 +1,64 @@
+"""Smoke runs of the data and rendering benchmarks (`--quick`): they run end to end on the real shared
+data and print their tables and ratios. Targets are not asserted here (tests never assert wall-clock
+times; at --quick sizes fixed start-up costs dominate) - `make bench` / `python -m bench` checks them."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _load(name: str):
+    """The benchmark script as a module (bench/ is scripts, not an installed package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_smoke_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench_data, bench_render = _load("bench_data"), _load("bench_render")
+RATIO = r"(\d+\.\d+)x"
+
+
+@pytest.mark.slow
+def test_bench_data_quick(shared, capsys):
+    code = bench_data.main(["--quick"])
+    out = capsys.readouterr().out
+    assert code in (0, 1), out
+    assert re.search(r"^seed +10 +5000 ", out, re.M), out
+    assert re.search(r"^project +20 +10000 ", out, re.M), out
+    for name in ("time per drawing", "peak memory per drawing"):
+        match = re.search(rf"seed/project {name}: {RATIO} \(target >= 5x: (PASS|FAIL)\)", out)
+        assert match and float(match.group(1)) > 0, out
+
+
+@pytest.mark.slow
+def test_bench_render_quick(shared, capsys):
+    code = bench_render.main(["--quick"])
+    out = capsys.readouterr().out
+    assert code in (0, 1), out
+    for row in ("exact-28    render_bitmap, 1 core", "colour-64   render_colour_coded, 1 core",
+                "cv2-64      Kaggle cv2.line, 1 core", "exact-28    render_many, 2 workers",
+                "seed cnn    model.fit, batch 256"):
+        match = re.search(rf"^{re.escape(row)}.*? +(\d+) +\d+\.\d +(\d+)$", out, re.M)
+        assert match and int(match.group(1)) > 0, (row, out)
+    assert re.search(rf"exact-28 \(2 workers\) / seed cnn training, wall clock: {RATIO} \(target > 1: (PASS|FAIL)\)",
+                     out), out
+    assert re.search(rf"colour-64 / cv2-64 per core: {RATIO} wall", out), out
+
+
+def test_kaggle_cv2_renderer_draws_stroke_order_intensities():
+    """The cv2 side of the comparison is a real renderer: first stroke 255, eleventh and later 125."""
+    drawing = [[[10, 240], [10, 10]]] + [[[10, 240], [40 + 20 * i, 40 + 20 * i]] for i in range(10)]
+    image = bench_render.kaggle_cv2_render(drawing, size=256)
+    assert image.shape == (256, 256)
+    assert image[10, 128] == 255
+    assert image[40 + 20 * 1, 128] == 255 - 2 * 13
+    assert image[40 + 20 * 9, 128] == 255 - 10 * 13
+    assert image[128, 5] == 0
+    assert bench_render.kaggle_cv2_render(drawing, size=64).shape == (64, 64)

@@ -70,23 +70,24 @@ def build_mobilenet(num_classes: int, input_shape: tuple[int, int, int], alpha: 
 
 
 def build_qdnet(num_classes: int, input_shape: tuple[int, int, int], width: int = 32,
-                dropout: float = 0.3) -> keras.Model:
-    """Ours: the seed's three-stage layout made wider and trainable faster.
+                dropout: float = 0.4) -> keras.Model:
+    """Ours: the seed's three-stage layout, twice as wide, with batch norm and dropout.
 
-    Two 3x3 convolutions per stage with batch norm, twice the channels, global pooling of the last
-    stage plus a dropout-regularised dense head. Same epoch budget, several points more top-1.
+    Conv width/2w/4w (3x3, same) each + batch norm + ReLU + 2x2 max-pool, dropout, Dense 8w, dropout,
+    softmax. Batch norm's moving averages use momentum 0.9, not Keras' 0.99: with ~100 steps an
+    epoch on small datasets the 0.99 averages lag the weights by epochs, and validation accuracy
+    swings by tens of points (measured on the 56 classes of ../shared).
     """
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
-    for stage, filters in enumerate((width, width * 2, width * 4)):
-        for _ in range(2):
-            x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-            x = layers.BatchNormalization()(x)
-            x = layers.ReLU()(x)
-        if stage < 2:
-            x = layers.MaxPooling2D(2)(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dense(256, activation="relu")(x)
+    for filters in (width, width * 2, width * 4):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
+        x = layers.ReLU()(x)
+        x = layers.MaxPooling2D(2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dropout(dropout)(x)
+    x = layers.Dense(width * 8, activation="relu")(x)
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="qdnet")
@@ -98,7 +99,7 @@ REGISTRY: dict[str, ModelSpec] = {
                            "Keras MobileNet v1 from scratch; options alpha (0.25-1.0), input_size (32-128)",
                            ("alpha", "input_size", "dropout")),
     "qdnet": ModelSpec("qdnet", build_qdnet, 0.002,
-                       "ours: batch-normed double-conv stages, global pooling; options width, dropout",
+                       "ours: the seed's layout twice as wide with batch norm and dropout; options width, dropout",
                        ("width", "dropout")),
 }
 

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = os.environ.get("QUICKDRAW_SHARED", "../shared/quickdraw")
 RUNS = REPO / "runs"
 PER_CLASS = 600
-EPOCHS = 12
+EPOCHS = 15
 CHUNK = 3
 BATCH = 256
 STROKE_CLASSES = ["apple", "cake", "cat", "necklace", "piano", "power outlet", "smiley face", "snowman", "teapot"]
@@ -40,9 +40,9 @@ BITMAP_RUNS = [
     # name, model, seed, model options
     ("cnn-56", "cnn", 0, {}),
     ("mobilenet-56", "mobilenet", 0, {"alpha": 0.5, "input_size": 32}),
-    ("qdnet-56", "qdnet", 0, {"width": 16}),
+    ("qdnet-56", "qdnet", 0, {}),
     ("cnn-56-seed1", "cnn", 1, {}),
-    ("qdnet-56-seed1", "qdnet", 1, {"width": 16}),
+    ("qdnet-56-seed1", "qdnet", 1, {})
 ]
 STROKE_RUNS = [
     ("strokes-exp-bitmap28", "bitmap28"),

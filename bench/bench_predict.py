@@ -1,9 +1,10 @@
 """Prediction latency: the web page in Chromium (TF.js, WebGL and CPU backends) beside Python.
 
-    python bench/bench_predict.py [--n 200] [--runs-dir DIR]
+    python bench/bench_predict.py [--n 200] [--runs-dir DIR] [--runs RUN_DIR ...]
 
 Trains a small cnn and mobilenet on ../shared (or uses `--runs-dir` holding runs named cnn-small and
-mobilenet-small), exports both with `pipeline.export`, serves a copy of web/ and, in headless Chromium,
+mobilenet-small, or `--runs runs/cnn-56 runs/mobilenet-56 runs/qdnet-56` for the shipped models),
+exports them with `pipeline.export`, serves a copy of web/ and, in headless Chromium,
 times `window.quickdraw.predictStrokes` (preprocessing + model, exactly what a stroke triggers) on
 `--n` real drawings per model and backend. The same drawings go through `Predictor.predict` in
 Python. p50/p95 in milliseconds; ratios against Python. WebGL here is software-rendered (SwiftShader:
@@ -130,6 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200, help="predictions per model and backend")
     parser.add_argument("--runs-dir", help="folder holding runs cnn-small and mobilenet-small (else train them)")
+    parser.add_argument("--runs", nargs="+", help="run folders to time instead (e.g. the shipped runs/cnn-56)")
     args = parser.parse_args(argv)
     from pipeline.browser import find_chromium
 
@@ -140,7 +142,9 @@ def main(argv: list[str] | None = None) -> dict:
     sample = drawings(args.n)
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
         workdir = Path(tmp)
-        if args.runs_dir:
+        if args.runs:
+            runs = {Path(r).name: Path(r).resolve() for r in args.runs}
+        elif args.runs_dir:
             runs = {m: Path(args.runs_dir) / f"{m}-small" for m in MODELS}
         else:
             runs = train_runs(workdir / "runs")
@@ -149,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     print(f"Prediction latency per drawing (preprocessing + model), {len(sample)} real drawings, ms")
     print(f"{'model':10} {'where':50} {'p50':>8} {'p95':>8} {'p50 / Python':>13}")
-    for model in MODELS:
+    for model in runs:
         py = python[model]
         rows.append({"model": model, "where": "python (Predictor.predict, Keras CPU)", **py})
         print(f"{model:10} {'python (Predictor.predict, Keras CPU)':50} {py['p50_ms']:8.2f} {py['p95_ms']:8.2f} {1.0:13.2f}")

@@ -1,7 +1,33 @@
-"""Quick Draw Lab dashboard: `streamlit run dashboard`. (Pages arrive with the dashboard issue.)"""
+"""Quick Draw Lab dashboard: `streamlit run dashboard` (from the repository root).
 
-import streamlit as st
+Pages (one module each under dashboard/views/): Runs, Compare, Draw, Train, Evaluate, Export. Runs
+are read from $QUICKDRAW_RUNS or the repository's runs/; everything goes through pipeline functions
+or background `python -m pipeline ...` processes.
+"""
+
+import sys
+from pathlib import Path
+
+# `streamlit run dashboard` puts dashboard/ on sys.path, not the repository: make `dashboard.*` importable.
+_REPO = str(Path(__file__).resolve().parents[1])
+if _REPO not in sys.path:
+    sys.path.insert(0, _REPO)
+
+import streamlit as st  # noqa: E402
+
+from dashboard.views import compare, draw, evaluate, export, runs, train  # noqa: E402
 
 st.set_page_config(page_title="Quick Draw Lab", page_icon="✏️", layout="wide")
-st.title("Quick Draw Lab")
-st.write("Runs, comparisons, live drawing tests, training and export arrive with the dashboard pages.")
+
+PAGES = [
+    st.Page(runs.render, title="Runs", icon=":material/table_chart:", url_path="runs", default=True),
+    st.Page(compare.render, title="Compare", icon=":material/show_chart:", url_path="compare"),
+    st.Page(draw.render, title="Draw", icon=":material/draw:", url_path="draw"),
+    st.Page(train.render, title="Train", icon=":material/model_training:", url_path="train"),
+    st.Page(evaluate.render, title="Evaluate", icon=":material/target:", url_path="evaluate"),
+    st.Page(export.render, title="Export", icon=":material/deployed_code:", url_path="export"),
+]
+
+page = st.navigation(PAGES)
+st.sidebar.caption("Quick Draw Lab")
+page.run()

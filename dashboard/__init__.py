@@ -1,0 +1,1 @@
+"""Quick Draw Lab dashboard: `streamlit run dashboard` runs dashboard/streamlit_app.py."""

@@ -1,0 +1,144 @@
+"""Runs page of `streamlit run dashboard`: every run in runs/ as a table, search/filter/sort, pick runs
+for the Compare page, rename and delete (with confirmation). Damaged runs are listed with the reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import common
+from pipeline import runs as runs_mod
+from pipeline.errors import QuickDrawError
+
+STATUSES = ("running", "finished", "interrupted", "crashed", "created", "damaged")
+SORTS = {
+    "last update": "updated",
+    "name": "name",
+    "best val top-3": "best val top-3",
+    "test top-1": "test top-1",
+    "epochs": "epochs",
+}
+
+
+def runs_table(rows: list[dict]) -> pd.DataFrame:
+    """The table shown on the page, one row per run summary."""
+    records = []
+    for r in rows:
+        records.append({
+            "name": r["name"],
+            "status": r["status"],
+            "model": r.get("model") or "",
+            "representation": r.get("representation") or "",
+            "classes": r.get("classes") or 0,
+            "chunks": r.get("chunks") or 0,
+            "epochs": r.get("epochs") or 0,
+            "best val top-3": r.get("best_val_top3"),
+            "best epoch": r.get("best_epoch"),
+            "test top-1": r.get("test_top1"),
+            "test top-3": r.get("test_top3"),
+            "parent": r.get("parent") or "",
+            "updated": dt.datetime.fromtimestamp(r["updated"]) if r.get("updated") else None,
+            "note": r.get("damaged") or ("imported seed logs" if r.get("imported") else ""),
+        })
+    columns = ["name", "status", "model", "representation", "classes", "chunks", "epochs", "best val top-3",
+               "best epoch", "test top-1", "test top-3", "parent", "updated", "note"]
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def filter_rows(rows: list[dict], search: str, models: list[str], statuses: list[str]) -> list[dict]:
+    needle = search.strip().lower()
+    out = []
+    for r in rows:
+        if needle and needle not in r["name"].lower() and needle not in (r.get("parent") or "").lower() \
+                and needle not in (r.get("model") or "").lower():
+            continue
+        if models and (r.get("model") or "") not in models:
+            continue
+        if statuses and r["status"] not in statuses:
+            continue
+        out.append(r)
+    return out
+
+
+def _sync_selection() -> None:
+    st.session_state[common.SELECTED_KEY] = list(st.session_state.get("runs_compare_widget", []))
+
+
+def render() -> None:
+    st.header("Runs")
+    common.show_flash()
+    directory = common.runs_dir()
+    rows = common.run_summaries(directory)
+    st.caption(f"{len(rows)} run(s) in `{directory}`")
+    if not rows:
+        st.info("No runs yet. Start one on the **Train** page or with "
+                "`python -m pipeline train --name cnn-10 --model cnn --classes cat dog --per-class 1000`.")
+        return
+
+    models = sorted({r.get("model") or "" for r in rows} - {""})
+    c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
+    search = c1.text_input("Search", key="runs_search", placeholder="name, parent or model")
+    model_filter = c2.multiselect("Model", models, key="runs_model_filter")
+    status_filter = c3.multiselect("Status", STATUSES, key="runs_status_filter")
+    sort_label = c4.selectbox("Sort by", list(SORTS), key="runs_sort")
+    descending = c4.toggle("Descending", value=sort_label != "name", key="runs_descending")
+
+    shown = filter_rows(rows, search, model_filter, status_filter)
+    table = runs_table(shown)
+    column = SORTS[sort_label]
+    if not table.empty:
+        table = table.sort_values(column, ascending=not descending, na_position="last", kind="stable")
+    st.dataframe(
+        table, hide_index=True, width="stretch", key="runs_table",
+        column_config={
+            "best val top-3": st.column_config.NumberColumn(format="%.4f"),
+            "test top-1": st.column_config.NumberColumn(format="%.4f"),
+            "test top-3": st.column_config.NumberColumn(format="%.4f"),
+            "updated": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+        },
+    )
+    damaged = [r for r in shown if r["status"] == "damaged"]
+    for r in damaged:
+        st.warning(f"**{r['name']}** is damaged: {r.get('damaged')}")
+
+    # Selection for Compare: kept outside the widget's key so it survives visits to other pages.
+    names = [r["name"] for r in rows if r["status"] != "damaged"]
+    selected = [n for n in st.session_state.get(common.SELECTED_KEY, []) if n in names]
+    if st.session_state.get("runs_compare_widget") is None or \
+            list(st.session_state.get("runs_compare_widget")) != selected:
+        st.session_state["runs_compare_widget"] = selected
+    st.multiselect("Runs to compare (shown on the Compare page)", names, key="runs_compare_widget",
+                   on_change=_sync_selection)
+
+    all_names = [r["name"] for r in rows]
+    with st.expander("Rename or delete a run"):
+        target = st.selectbox("Run", all_names, key="runs_manage_target")
+        left, right = st.columns(2)
+        with left:
+            new_name = st.text_input("New name", key="runs_new_name", placeholder="letters, digits, . _ -")
+            if st.button("Rename", key="runs_rename"):
+                try:
+                    runs_mod.rename_run(directory, target, new_name.strip())
+                except (QuickDrawError, OSError) as exc:
+                    st.error(str(exc))
+                else:
+                    st.session_state[common.SELECTED_KEY] = [
+                        new_name.strip() if n == target else n for n in st.session_state.get(common.SELECTED_KEY, [])]
+                    common.flash(f"Renamed {target} to {new_name.strip()}.")
+                    st.rerun()
+        with right:
+            confirm_text = st.text_input(f"Type **{target}** to confirm deletion", key="runs_delete_confirm")
+            really = st.checkbox("Delete its checkpoints, model and logs for good", key="runs_delete_tick")
+            if st.button("Delete", key="runs_delete", type="primary", disabled=not (really and confirm_text == target)):
+                try:
+                    runs_mod.delete_run(directory, target)
+                except (QuickDrawError, OSError) as exc:
+                    st.error(str(exc))
+                else:
+                    st.session_state[common.SELECTED_KEY] = [
+                        n for n in st.session_state.get(common.SELECTED_KEY, []) if n != target]
+                    common.flash(f"Deleted {target}.")
+                    st.rerun()

@@ -1,0 +1,245 @@
+"""Train page of `streamlit run dashboard`: start, resume, branch or stop runs.
+
+Training never runs inside the Streamlit script: the page starts `python -m pipeline download ...`
+(for classes not on disk yet, only the drawings needed) followed by `python -m pipeline train ...`
+as one background job (dashboard.common.start_job) and shows live progress from the run's
+status.json and the job's log, refreshed every 2 seconds by a fragment. All state is in files, so a
+reload or a closed tab loses nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard import common
+from pipeline import runs as runs_mod
+from pipeline.errors import QuickDrawError
+
+_PERCENT_RE = re.compile(r"(\d{1,3})%\|")
+
+
+@st.cache_data(show_spinner=False)
+def model_choices() -> dict[str, str]:
+    """{name: description} of pipeline.models.REGISTRY (imports Keras once per process)."""
+    from pipeline.models import REGISTRY
+
+    return {name: spec.description for name, spec in REGISTRY.items()}
+
+
+def local_classes(fmt: str) -> set[str]:
+    """Classes whose `fmt` file is in the data folder (numpy_bitmap for bitmap28, simplified for strokes)."""
+    try:
+        from pipeline.formats import available_classes
+
+        return set(available_classes(common.data_root(), fmt))
+    except (ImportError, QuickDrawError, OSError):
+        return set()
+
+
+def download_format(representation: str) -> str:
+    return "numpy_bitmap" if representation == "bitmap28" else "simplified"
+
+
+def train_commands(*, name: str, model: str, classes: list[str], per_class: int, representation: str,
+                   epochs_per_chunk: int, chunks: int, missing: list[str], data_root: Path,
+                   model_options: str = "", batch_size: int = 256) -> list[list[str]]:
+    """The background job: download what is missing (only `per_class` drawings), then train."""
+    runs_dir = str(common.runs_dir())
+    commands = []
+    if missing:
+        commands.append(common.pipeline_command("download", *missing, "--format", download_format(representation),
+                                                "--per-class", str(per_class), "--data", str(data_root)))
+    command = common.pipeline_command(
+        "train", "--name", name, "--model", model, "--classes", *classes, "--per-class", str(per_class),
+        "--representation", representation, "--epochs-per-chunk", str(epochs_per_chunk), "--chunks", str(chunks),
+        "--batch-size", str(batch_size), "--data", str(data_root), "--runs-dir", runs_dir)
+    if model_options.strip():
+        command += ["--model-options", model_options.strip()]
+    commands.append(command)
+    return commands
+
+
+def download_progress(log: str) -> float | None:
+    """The last tqdm percentage in a download log (0-1), None when there is none."""
+    found = _PERCENT_RE.findall(log)
+    return int(found[-1]) / 100 if found else None
+
+
+def _start(job_id: str, kind: str, commands: list[list[str]], run: str) -> None:
+    try:
+        common.start_job(job_id, kind, commands, run=run)
+    except QuickDrawError as exc:
+        st.error(str(exc))
+        return
+    common.flash(f"Started {kind} of {run} in the background; progress below.")
+    st.rerun()
+
+
+def _start_form(summaries: list[dict]) -> None:
+    from pipeline.categories import all_categories
+
+    st.subheader("Start a run")
+    choices = model_choices()
+    c1, c2, c3 = st.columns(3)
+    model = c1.selectbox("Model", list(choices), key="train_model", help="pipeline.models.REGISTRY")
+    c1.caption(choices.get(model, ""))
+    representation = c2.selectbox("Representation", ["bitmap28", "strokes"], key="train_representation",
+                                  help="bitmap28: Google's 28x28 bitmaps; strokes: rendered from simplified strokes "
+                                       "with stroke order as intensity")
+    name = c3.text_input("Run name", key="train_name", placeholder=f"{model}-run")
+    fmt = download_format(representation)
+    local = local_classes(fmt)
+    categories = list(all_categories())
+    classes = st.multiselect(
+        f"Classes ({len(local)} of {len(categories)} on disk as {fmt}, marked ✓)", categories, key="train_classes",
+        format_func=lambda c: f"✓ {c}" if c in local else c, placeholder="type to search the 345 categories")
+    c1, c2, c3, c4 = st.columns(4)
+    per_class = c1.number_input("Drawings per class", 10, 200_000, 1000, step=100, key="train_per_class")
+    epochs = c2.number_input("Epochs per chunk", 1, 500, 10, key="train_epochs")
+    chunks = c3.number_input("Chunks now", 1, 100, 1, key="train_chunks")
+    batch = c4.number_input("Batch size", 8, 4096, 256, step=8, key="train_batch")
+    options = st.text_input("Model options (JSON)", key="train_options",
+                            placeholder='e.g. {"alpha": 0.25, "input_size": 32} for mobilenet')
+    missing = [c for c in classes if c not in local]
+    if missing:
+        st.caption(f"Will download {len(missing)} class(es) first ({per_class} drawings each, {fmt}) into "
+                   f"`{common.data_root()}`: {', '.join(missing[:12])}{' ...' if len(missing) > 12 else ''}")
+    if st.button("Start training", key="train_start", type="primary"):
+        try:
+            runs_mod.validate_run_name(name.strip())
+            if (common.runs_dir() / name.strip()).exists():
+                raise QuickDrawError(f"run '{name.strip()}' already exists; resume it below or pick another name.")
+            if len(classes) < 2:
+                raise QuickDrawError("pick at least 2 classes.")
+        except QuickDrawError as exc:
+            st.error(str(exc))
+            return
+        commands = train_commands(name=name.strip(), model=model, classes=classes, per_class=int(per_class),
+                                  representation=representation, epochs_per_chunk=int(epochs), chunks=int(chunks),
+                                  missing=missing, data_root=common.data_root(), model_options=options,
+                                  batch_size=int(batch))
+        _start(f"train-{name.strip()}", "train", commands, name.strip())
+
+
+def _resume_branch_stop(summaries: list[dict]) -> None:
+    idle = [r["name"] for r in summaries if r["status"] not in ("running", "damaged") and not r.get("imported")]
+    running = [r["name"] for r in summaries if r["status"] == "running"]
+    tab_resume, tab_branch, tab_stop = st.tabs(["Resume", "Branch", "Stop"])
+    runs_dir = str(common.runs_dir())
+    with tab_resume:
+        if not idle:
+            st.caption("No stopped run to resume.")
+        else:
+            run = st.selectbox("Run", idle, key="resume_run")
+            c1, c2 = st.columns(2)
+            chunks = c1.number_input("Chunks", 1, 100, 1, key="resume_chunks")
+            epochs = c2.number_input("Epochs per chunk (0: as configured)", 0, 500, 0, key="resume_epochs")
+            if st.button("Resume", key="resume_start"):
+                command = common.pipeline_command("resume", run, "--chunks", str(chunks), "--runs-dir", runs_dir)
+                if epochs:
+                    command += ["--epochs-per-chunk", str(epochs)]
+                _start(f"train-{run}", "train", [command], run)
+    with tab_branch:
+        parents = [r["name"] for r in summaries if r["status"] != "damaged" and r.get("epochs") and not r.get("imported")]
+        if not parents:
+            st.caption("No run with a finished epoch to branch from.")
+        else:
+            parent = st.selectbox("From run", parents, key="branch_parent")
+            c1, c2, c3, c4 = st.columns(4)
+            name = c1.text_input("New name", key="branch_name")
+            from_epoch = c2.number_input("From epoch (0: latest)", 0, 100_000, 0, key="branch_epoch")
+            lr = c3.number_input("Learning rate (0: keep)", 0.0, 1.0, 0.0, format="%.5f", key="branch_lr")
+            chunks = c4.number_input("Chunks now", 0, 100, 1, key="branch_chunks")
+            if st.button("Branch", key="branch_start"):
+                try:
+                    runs_mod.validate_run_name(name.strip())
+                except QuickDrawError as exc:
+                    st.error(str(exc))
+                else:
+                    command = common.pipeline_command("branch", parent, "--name", name.strip(), "--chunks",
+                                                      str(chunks), "--runs-dir", runs_dir)
+                    if from_epoch:
+                        command += ["--from-epoch", str(from_epoch)]
+                    if lr:
+                        command += ["--lr", repr(float(lr))]
+                    _start(f"train-{name.strip()}", "train", [command], name.strip())
+    with tab_stop:
+        if not running:
+            st.caption("No run is training.")
+        else:
+            run = st.selectbox("Running run", running, key="stop_run")
+            st.caption("SIGTERM: the trainer saves at the end of the current batch and stops; resume continues.")
+            if st.button("Stop", key="stop_start", type="primary"):
+                try:
+                    pid = common.stop_run(common.run_dir_of(run))
+                except QuickDrawError as exc:
+                    st.error(str(exc))
+                else:
+                    common.flash(f"Sent SIGTERM to {run} (PID {pid}).")
+                    st.rerun()
+
+
+def _status_panel(run_dir: Path) -> None:
+    status = runs_mod.effective_status(run_dir)
+    state = status.get("state")
+    metrics = status.get("metrics") or {}
+    st.markdown(f"**{run_dir.name}** - {state}, chunk {status.get('chunk', '-')}, "
+                f"epoch {status.get('epoch', '-')}/{status.get('epochs_target', '-')}, "
+                f"ETA {common.format_seconds(status.get('eta_seconds'))}")
+    batches = status.get("batches_per_epoch")
+    if state == "running" and batches:
+        batch = int(status.get("batch") or 0)
+        st.progress(min(batch / batches, 1.0), text=f"batch {batch}/{batches}")
+    if metrics:
+        cols = st.columns(min(len(metrics), 6) or 1)
+        for col, (key, value) in zip(cols, list(metrics.items())[:6], strict=False):
+            if isinstance(value, (int, float)):
+                col.metric(key, f"{value:.4f}")
+    if status.get("message"):
+        st.caption(status["message"])
+
+
+@st.fragment(run_every=2)
+def live_progress() -> None:
+    """Everything running or recently started, read from files on every tick."""
+    summaries = common.run_summaries()
+    running = [r for r in summaries if r["status"] == "running"]
+    jobs = [j for j in common.list_jobs("train") if common.job_state(j) == "running"
+            or (j.get("ended") or time.time()) > time.time() - 3600]
+    st.subheader("Progress")
+    if not running and not jobs:
+        st.caption(f"Nothing training. Updated {time.strftime('%H:%M:%S')}.")
+        return
+    for r in running:
+        _status_panel(Path(r["path"]))
+    for job in jobs[:5]:
+        state = common.job_state(job)
+        log = common.job_log(job)
+        run = job.get("run") or job["id"]
+        with st.expander(f"job {job['id']}: {state}", expanded=state != "done"):
+            run_dir = common.runs_dir() / run
+            if state == "running" and not (run_dir / "status.json").exists():
+                fraction = download_progress(log)
+                st.progress(fraction or 0.0, text="downloading..." if fraction is not None else "starting...")
+            for line in common.log_errors(log):
+                st.error(line + "  \nOffline? Put the files in the data folder (`--data DIR` or $QUICKDRAW_DATA, "
+                         "laid out like the bucket: numpy_bitmap/<class>.npy) or point `--base-url` at a mirror.")
+            st.code("\n".join(log.strip().splitlines()[-12:]) or "(no output yet)", language=None)
+            if state == "running" and st.button("Stop this job", key=f"stop_job_{job['id']}"):
+                common.stop_job(job)
+    st.caption(f"Updated {time.strftime('%H:%M:%S')}.")
+
+
+def render() -> None:
+    st.header("Train")
+    common.show_flash()
+    summaries = common.run_summaries()
+    live_progress()
+    _start_form(summaries)
+    st.divider()
+    st.subheader("Resume, branch or stop")
+    _resume_branch_stop(summaries)

@@ -1,0 +1,241 @@
+"""The dashboard in a real browser: `streamlit run dashboard` driven by Playwright in Chromium.
+
+Replays a real drawing of ../shared stroke by stroke as mouse events on the Draw page's canvas and
+checks that the top-3 shown equals pipeline.predict's top-3 for the strokes the canvas reported;
+starts a tiny training run from the Train page and watches it appear on Runs and Compare; saves a
+screenshot of every page (into the test's tmp folder, and $QUICKDRAW_SCREENSHOTS when set).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PAGES = ("runs", "compare", "draw", "train", "evaluate", "export")
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def dashboard(request, tmp_path_factory, shared):
+    """A `streamlit run dashboard` server over a copy of the trained fixture runs."""
+    pytest.importorskip("pipeline.datasets", reason="pipeline.datasets is needed to train the fixture models")
+    trained = request.getfixturevalue("trained_runs")
+    runs_dir = tmp_path_factory.mktemp("browser") / "runs"
+    shutil.copytree(Path(trained["cnn"]).parent, runs_dir)
+    port = _free_port()
+    env = dict(os.environ, QUICKDRAW_RUNS=str(runs_dir), QUICKDRAW_DATA=str(shared), PYTHONUNBUFFERED="1")
+    log_path = runs_dir.parent / "streamlit.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed at teardown
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard", "--server.headless", "true", "--server.port",
+         str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
+                if response.read().strip() == b"ok":
+                    break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        process.terminate()
+        pytest.fail(f"streamlit did not start: {log_path.read_text(errors='replace')[-2000:]}")
+    yield {"base": base, "runs_dir": runs_dir, "trained": trained}
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    from pipeline.browser import launch_kwargs
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(**launch_kwargs())
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def _open(page, base: str, name: str):
+    page.goto(f"{base}/{name}" if name != "runs" else base)
+    page.wait_for_selector("h2", timeout=60_000)
+    _wait_idle(page)
+
+
+def _wait_idle(page, timeout: float = 60.0) -> None:
+    """Wait until Streamlit is not running the script (no 'Running...' status widget)."""
+    deadline = time.time() + timeout
+    time.sleep(0.5)
+    while time.time() < deadline:
+        if page.locator('[data-testid="stStatusWidget"]').count() == 0:
+            return
+        time.sleep(0.25)
+
+
+def _screenshot(page, tmp_path: Path, name: str) -> None:
+    page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
+    folder = os.environ.get("QUICKDRAW_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"dashboard-{name}.png"), full_page=True)
+
+
+def _shared_drawing(shared: Path, cls: str, index: int) -> list:
+    with open(shared / "simplified" / f"{cls.replace(' ', '_')}.ndjson", encoding="utf-8") as fh:
+        for i, line in enumerate(fh):
+            if i == index:
+                return json.loads(line)["drawing"]
+    raise AssertionError(f"no drawing {index} of {cls}")
+
+
+def _replay(page, drawing: list) -> None:
+    """Each stroke as mouse down, moves through its points, mouse up, on the Fabric upper canvas."""
+    # streamlit-drawable-canvas 0.13 is a components-v2 element: in the page (shadow DOM), no iframe.
+    canvas = page.locator("canvas.upper-canvas").first
+    canvas.wait_for(timeout=60_000)
+    box = canvas.bounding_box()
+    scale = (min(box["width"], box["height"]) - 30) / 255.0
+    for stroke in drawing:
+        points = list(zip(stroke[0], stroke[1], strict=True))
+        x0, y0 = points[0]
+        page.mouse.move(box["x"] + 15 + x0 * scale, box["y"] + 15 + y0 * scale)
+        page.mouse.down()
+        for x, y in points[1:]:
+            page.mouse.move(box["x"] + 15 + x * scale, box["y"] + 15 + y * scale, steps=3)
+        page.mouse.up()
+        time.sleep(0.3)
+
+
+def _shown_top(page, slot: int) -> list[tuple[str, float]]:
+    items = page.locator(f".st-key-predictions-{slot} li").all_inner_texts()
+    top = []
+    for item in items:
+        label, _, prob = item.strip().rpartition(" (")
+        top.append((label, float(prob.rstrip(")"))))
+    return top
+
+
+def test_canvas_drawing_matches_pipeline_predict(dashboard, page, shared, tmp_path):
+    from pipeline.predict import Predictor
+
+    _open(page, dashboard["base"], "draw")
+    drawing = _shared_drawing(shared, "cat", 5)
+    _replay(page, drawing)
+    deadline = time.time() + 90
+    objects, shown = None, []
+    while time.time() < deadline:
+        _wait_idle(page)
+        strokes = page.locator(".st-key-draw-strokes code")
+        if strokes.count():
+            objects = json.loads(strokes.first.text_content())
+            shown = _shown_top(page, 1)
+            if len([o for o in objects if str(o.get("type")).lower() == "path"]) == len(drawing) and len(shown) == 5:
+                break
+        time.sleep(0.5)
+    assert objects is not None and len(objects) == len(drawing), "the canvas did not report every stroke"
+    model_1 = page.locator(".st-key-model-1 h3").inner_text().strip()
+    run_dir = dashboard["runs_dir"] / model_1
+    assert run_dir.is_dir(), model_1
+    expected = Predictor.from_run(run_dir).predict(objects, top=3)
+    assert [label for label, _ in shown[:3]] == [label for label, _ in expected]
+    assert [p for _, p in shown[:3]] == pytest.approx([p for _, p in expected], abs=6e-4)
+    _screenshot(page, tmp_path, "draw")
+
+
+def test_train_page_starts_a_run_that_appears_on_runs_and_compare(dashboard, page, tmp_path):
+    base, runs_dir = dashboard["base"], dashboard["runs_dir"]
+    _open(page, base, "train")
+    page.locator(".st-key-train_name input").fill("browser-tiny")
+    page.locator(".st-key-train_name input").press("Enter")
+    _wait_idle(page)
+    classes = page.locator(".st-key-train_classes input")
+    for name in ("apple", "banana"):
+        classes.click()
+        classes.fill(name)
+        page.get_by_role("option", name=f"✓ {name}", exact=True).click()  # ✓: on disk already
+        _wait_idle(page)
+    page.keyboard.press("Escape")
+    for key, value in (("train_per_class", "60"), ("train_epochs", "1")):
+        field = page.locator(f".st-key-{key} input")
+        field.fill(value)
+        field.press("Enter")
+        _wait_idle(page)
+    page.get_by_role("button", name="Start training").click()
+    deadline = time.time() + 240
+    job = runs_dir / ".logs" / "train-browser-tiny.json"
+    while time.time() < deadline and not (runs_dir / "browser-tiny" / "history.csv").exists():
+        time.sleep(1)
+    _screenshot(page, tmp_path, "train")
+    while time.time() < deadline:
+        history = runs_dir / "browser-tiny" / "history.csv"
+        if history.exists() and len(history.read_text().splitlines()) >= 2:
+            break
+        if job.exists() and json.loads(job.read_text()).get("returncode") not in (None, 0):
+            break  # failed: report the log below
+        time.sleep(1)
+    else:
+        logs = "\n".join(p.read_text(errors="replace")[-1500:] for p in (runs_dir / ".logs").glob("*.log"))
+        pytest.fail(f"the run started from the Train page did not finish an epoch:\n{logs}")
+    history = runs_dir / "browser-tiny" / "history.csv"
+    if not (history.exists() and len(history.read_text().splitlines()) >= 2):
+        logs = "\n".join(p.read_text(errors="replace")[-1500:] for p in (runs_dir / ".logs").glob("*.log"))
+        pytest.fail(f"the run started from the Train page failed:\n{logs}")
+    download = "\n".join(p.read_text(errors="replace") for p in (runs_dir / ".logs").glob("*.log"))
+    assert "pipeline download" not in download  # both classes were on disk: nothing to download
+    _open(page, base, "runs")
+    compare = page.locator(".st-key-runs_compare_widget")
+    compare.click()
+    assert page.get_by_role("option", name="browser-tiny").count() == 1
+    page.keyboard.press("Escape")
+    _open(page, base, "compare")
+    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+    assert "browser-tiny" in page.locator(".js-plotly-plot").first.inner_text()
+
+
+def test_screenshot_every_page(dashboard, page, shared, tmp_path):
+    for name in PAGES:
+        _open(page, dashboard["base"], name)
+        if name == "draw":
+            _replay(page, _shared_drawing(shared, "fish", 2))
+            page.wait_for_selector(".st-key-predictions-2 li", timeout=90_000)
+            _wait_idle(page)
+        if name == "compare":
+            page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+        if name == "runs":  # the table is drawn on a canvas once its data arrived
+            page.wait_for_selector('[data-testid="stDataFrame"] canvas', timeout=60_000)
+            time.sleep(1)
+        assert page.locator('[data-testid="stException"]').count() == 0, f"{name} page raised"
+        _screenshot(page, tmp_path, name)
+        assert (tmp_path / f"{name}.png").stat().st_size > 10_000

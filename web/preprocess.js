@@ -165,22 +165,18 @@
     return out;
   }
 
-  // strokes.is_simplified: integers in 0..255, no time column, touching the top and left edges and
-  // spanning the full side, both within RDP_EPSILON + 1 (simplification can drop an extreme point).
+  // strokes.is_simplified: integers in 0..255 and no time column (Google's own simplified files do
+  // not always touch the edges, so nothing stricter holds). Canvas strokes carry time: always simplified.
   function isSimplified(strokes, hasTime) {
     if (!strokes.length || hasTime) return false;
-    var minX = Infinity, minY = Infinity, maxX = -Infinity, maxY = -Infinity;
     for (var i = 0; i < strokes.length; i++) {
       for (var j = 0; j < strokes[i].length; j++) {
         var p = strokes[i][j];
         if (p[0] < 0 || p[1] < 0 || p[0] > SIMPLIFIED_SIDE || p[1] > SIMPLIFIED_SIDE) return false;
         if (p[0] !== Math.round(p[0]) || p[1] !== Math.round(p[1])) return false;
-        minX = Math.min(minX, p[0]); minY = Math.min(minY, p[1]);
-        maxX = Math.max(maxX, p[0]); maxY = Math.max(maxY, p[1]);
       }
     }
-    var slack = RDP_EPSILON + 1;
-    return Math.max(minX, minY) <= slack && Math.max(maxX - minX, maxY - minY) >= SIMPLIFIED_SIDE - 2 * slack;
+    return true;
   }
 
   function simplifyPoints(strokes) {

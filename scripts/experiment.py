@@ -184,11 +184,19 @@ def write_results(started: float) -> None:
     by_name = {r[0]: r[1] for r in rows}
     cnn = (by_name["cnn-56"]["top1"] + by_name["cnn-56-seed1"]["top1"]) / 2
     qdnet = (by_name["qdnet-56"]["top1"] + by_name["qdnet-56-seed1"]["top1"]) / 2
+    from pipeline.runs import read_history
+
+    span = 0.0
+    for name, *_ in BITMAP_RUNS + STROKE_RUNS:
+        history = read_history(RUNS / name)
+        span += history[-1]["ended"] - history[0]["started"]
     lines = [
         "# Results of the shipped experiment",
         "",
-        f"Produced by `make experiment` (scripts/experiment.py) in {(time.time() - started) / 60:.0f} minutes on "
-        f"this machine (2 CPU cores, no GPU). Held-out test split of each run; {EPOCHS} epochs each.",
+        f"Produced by `make experiment` (scripts/experiment.py) on this machine (2 CPU cores, no GPU): "
+        f"{span / 60:.0f} minutes of training, the sum over runs of first epoch start to last epoch end from "
+        f"their histories (restarts after interruptions included; the 2 cores were shared with other jobs "
+        f"while they trained). Held-out test split of each run; {EPOCHS} epochs each.",
         "",
         "| run | model | data | top-1 | top-3 | MAP@3 | parameters | ms / prediction (Python) | s / epoch |",
         "|---|---|---|---|---|---|---|---|---|",

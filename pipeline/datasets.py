@@ -316,7 +316,7 @@ def _truncate_npy(source: Path, target: Path, shape: tuple) -> None:
         os.replace(source, target)
         return
     # The header would change length (rare): copy in blocks instead.
-    rows = np.load(source, mmap_mode="r")[:shape[0]]
+    rows = np.load(source, mmap_mode="r", allow_pickle=False)[:shape[0]]
     out = np.lib.format.open_memmap(target, mode="w+", dtype=np.uint8, shape=shape)
     for begin in range(0, shape[0], 65536):
         out[begin:begin + 65536] = rows[begin:begin + 65536]

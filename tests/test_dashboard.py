@@ -509,3 +509,16 @@ def test_evaluate_and_export_pages_with_a_trained_run(draw_runs, monkeypatch, tm
     values = {m.label: m.value for m in at.metric}
     assert values["top-1"] == f"{result['top1']:.4f}" and values["top-3"] == f"{result['top3']:.4f}"
     assert len(at.get("image")) == len(result["misclassified"])
+
+
+def test_compare_default_pairs_a_cnn_with_the_mobilenet_it_compares_with():
+    from dashboard.views.compare import default_selection
+
+    def run(name, model, classes, representation="bitmap28"):
+        return {"name": name, "model": model, "classes": classes, "representation": representation,
+                "status": "finished", "epochs": 5}
+
+    newest_first = [run("side-cnn", "cnn", 9, "strokes"), run("mobile", "mobilenet", 56), run("main-cnn", "cnn", 56),
+                    run("old-cnn", "cnn", 56)]
+    assert default_selection(newest_first) == ["main-cnn", "mobile"]
+    assert default_selection([run("only-cnn", "cnn", 3)]) == ["only-cnn"]

@@ -24,14 +24,17 @@ COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e
 
 
 def default_selection(summaries: list[dict]) -> list[str]:
-    """The most recent cnn and mobilenet runs with history (or the two most recent runs)."""
-    usable = [r for r in summaries if r["status"] != "damaged" and r.get("epochs")]
-    picks = []
-    for family in ("cnn", "mobilenet"):
-        for r in usable:  # newest first
-            if r.get("model") == family:
-                picks.append(r["name"])
-                break
+    """The most recent mobilenet run and the most recent cnn run comparable with it (same
+    representation and class count, so a small side experiment is not paired with the main one),
+    else the most recent of each, else the two most recent runs."""
+    usable = [r for r in summaries if r["status"] != "damaged" and r.get("epochs")]  # newest first
+    mobilenet = next((r for r in usable if r.get("model") == "mobilenet"), None)
+    cnns = [r for r in usable if r.get("model") == "cnn"]
+    if mobilenet is not None:
+        comparable = [r for r in cnns if r.get("representation") == mobilenet.get("representation")
+                      and r.get("classes") == mobilenet.get("classes")]
+        cnns = comparable or cnns
+    picks = [r["name"] for r in (cnns[:1] + ([mobilenet] if mobilenet else []))]
     if len(picks) < 2:
         picks += [r["name"] for r in usable if r["name"] not in picks][: 2 - len(picks)]
     return picks

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -152,7 +153,11 @@ def read_json_file(path: Path):
 def _predictor_cached(path: str, model_mtime: float):
     from pipeline.predict import Predictor
 
-    return Predictor.from_run(Path(path), checkpoint="best")
+    predictor = Predictor.from_run(Path(path), checkpoint="best")
+    # One prediction of a small drawing now pays the one-off start-up (TensorFlow's first call, the
+    # renderer's), so the latency the Draw page shows for the first real drawing is steady-state.
+    predictor.predict([[[0, 40, 80], [0, 60, 10]]], top=1)
+    return predictor
 
 
 def load_predictor(run_dir: Path):
@@ -277,7 +282,15 @@ def job_log(job: dict, tail_bytes: int = 20000) -> str:
     except OSError:
         return ""
     # tqdm redraws with carriage returns: keep the last state of each line.
-    return "\n".join(line.split("\r")[-1] for line in text.split("\n"))
+    lines = (line.split("\r")[-1] for line in text.split("\n"))
+    return "\n".join(line for line in lines if not _TF_NATIVE_LOG.match(line))
+
+
+# TensorFlow's native start-up chatter (absl/C++ logging: CUDA plugins it cannot find on a CPU machine,
+# oneDNN notices). No environment variable silences all of it, and it buries the lines that matter.
+_TF_NATIVE_LOG = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] \S+\.cc:\d+\]|[IWE]\d{4} [\d:.]+\s+\d+ \S+\.cc:\d+\]"
+    r"|WARNING: All log messages before absl::InitializeLog\(\)|To enable the following instructions: )")
 
 
 def log_errors(text: str) -> list[str]:

@@ -466,6 +466,23 @@ class RunSummary:
     imported: bool = False
 
 
+def recorded_update_time(run_dir: Path, events: list[dict]) -> float | None:
+    """The last time the pipeline recorded something about the run (events, status, evaluation).
+
+    Why not file mtimes: a fresh clone stamps every file with the checkout time, which would make
+    the order of runs (and the dashboard's "most recent" defaults) arbitrary."""
+    times = [e.get("time") for e in events[-1:]]
+    for name, key in (("status.json", "updated"), ("eval.json", "evaluated_at")):
+        path = Path(run_dir) / name
+        if path.exists():
+            try:
+                times.append(read_json(path).get(key))
+            except (RunError, OSError, ValueError, AttributeError):
+                continue
+    numbers = [float(t) for t in times if isinstance(t, int | float) and not isinstance(t, bool) and t > 0]
+    return max(numbers, default=None)
+
+
 def summarize_run(run_dir: Path) -> RunSummary:
     """One row for `python -m pipeline runs` and the dashboard's Runs page; never raises: a damaged
     run comes back with status 'damaged' and the reason."""
@@ -485,6 +502,7 @@ def summarize_run(run_dir: Path) -> RunSummary:
         summary.epochs = len(history)
         events = read_events(run_dir)
         summary.chunks = count_chunks(events) or len({row.get("chunk") for row in history})
+        summary.updated = recorded_update_time(run_dir, events) or summary.updated
         scored = [r for r in history if r.get("val_top3") is not None]
         if scored:
             best = max(scored, key=lambda r: r["val_top3"])

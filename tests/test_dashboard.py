@@ -176,6 +176,24 @@ def test_last_json_object_finds_the_cli_result():
     assert last_json_object("no json here") is None
 
 
+def test_job_log_hides_tensorflow_start_up_chatter_but_not_errors(tmp_path, monkeypatch):
+    from dashboard import common
+
+    log = tmp_path / "job.log"
+    log.write_text(
+        "2026-11-25 12:37:34.846583: E external/local_xla/xla/stream_executor/cuda/cuda_fft.cc:467] Unable to register\n"
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        "E0000 00:00:1795610254.878149   12496 cuda_dnn.cc:8579] Unable to register cuDNN factory\n"
+        "W0000 00:00:1795610254.902657   12496 computation_placer.cc:177] computation placer already registered.\n"
+        "To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow\n"
+        "epoch 1/3 batch 5/10\r epoch 1/3 batch 10/10\n"
+        "error: run 'x' is training (PID 7); stop it first.\n"
+        "Traceback (most recent call last):\n", encoding="utf-8")
+    text = common.job_log({"id": "job", "log": str(log)})
+    assert text.splitlines() == [" epoch 1/3 batch 10/10", "error: run 'x' is training (PID 7); stop it first.",
+                                 "Traceback (most recent call last):"]
+
+
 def test_background_job_runs_pipeline_commands_in_order(tmp_path, monkeypatch):
     from dashboard import common
 

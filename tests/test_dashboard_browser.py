@@ -2,14 +2,17 @@
 
 Replays a real drawing of ../shared stroke by stroke as mouse events on the Draw page's canvas and
 checks that the top-3 shown equals pipeline.predict's top-3 for the strokes the canvas reported;
-starts a tiny training run from the Train page and watches it appear on Runs and Compare; saves a
-screenshot of every page (into the test's tmp folder, and $QUICKDRAW_SCREENSHOTS when set).
+starts a tiny training run from the Train page and watches it appear on Runs and Compare; opens every
+page over the repository's runs/ as a fresh clone would; saves a screenshot of every page (into the
+test's tmp folder; the README's pictures also into $QUICKDRAW_SCREENSHOTS when set).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -32,6 +35,38 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@contextlib.contextmanager
+def _streamlit(runs_dir: Path, data: Path):
+    """`streamlit run dashboard` over `runs_dir` on a free port; yields its base URL."""
+    port = _free_port()
+    env = dict(os.environ, QUICKDRAW_RUNS=str(runs_dir), QUICKDRAW_DATA=str(data), PYTHONUNBUFFERED="1")
+    log_path = runs_dir.parent / "streamlit.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "dashboard", "--server.headless", "true", "--server.port",
+             str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.time() + 90
+            while time.time() < deadline:
+                try:
+                    with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
+                        if response.read().strip() == b"ok":
+                            break
+                except OSError:
+                    time.sleep(0.5)
+            else:
+                pytest.fail(f"streamlit did not start: {log_path.read_text(errors='replace')[-2000:]}")
+            yield base
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
 @pytest.fixture(scope="module")
 def dashboard(request, tmp_path_factory, shared):
     """A `streamlit run dashboard` server over a copy of the trained fixture runs."""
@@ -39,33 +74,17 @@ def dashboard(request, tmp_path_factory, shared):
     trained = request.getfixturevalue("trained_runs")
     runs_dir = tmp_path_factory.mktemp("browser") / "runs"
     shutil.copytree(Path(trained["cnn"]).parent, runs_dir)
-    port = _free_port()
-    env = dict(os.environ, QUICKDRAW_RUNS=str(runs_dir), QUICKDRAW_DATA=str(shared), PYTHONUNBUFFERED="1")
-    log_path = runs_dir.parent / "streamlit.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - closed at teardown
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard", "--server.headless", "true", "--server.port",
-         str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
-                if response.read().strip() == b"ok":
-                    break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        process.terminate()
-        pytest.fail(f"streamlit did not start: {log_path.read_text(errors='replace')[-2000:]}")
-    yield {"base": base, "runs_dir": runs_dir, "trained": trained}
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    with _streamlit(runs_dir, shared) as base:
+        yield {"base": base, "runs_dir": runs_dir, "trained": trained}
+
+
+@pytest.fixture(scope="module")
+def shipped_dashboard(tmp_path_factory, shared):
+    """The dashboard a fresh clone opens: a copy of the repository's runs/ (the shipped experiment)."""
+    runs_dir = tmp_path_factory.mktemp("shipped") / "runs"
+    shutil.copytree(REPO / "runs", runs_dir, ignore=shutil.ignore_patterns("checkpoints", "cache", ".logs", ".lock"))
+    with _streamlit(runs_dir, shared) as base:
+        yield {"base": base, "runs_dir": runs_dir}
 
 
 @pytest.fixture(scope="module")
@@ -104,10 +123,12 @@ def _wait_idle(page, timeout: float = 60.0) -> None:
         time.sleep(0.25)
 
 
-def _screenshot(page, tmp_path: Path, name: str) -> None:
+def _screenshot(page, tmp_path: Path, name: str, readme: bool = False) -> None:
+    """Into the test's folder; the README's pictures (readme=True, the shipped runs) also into
+    $QUICKDRAW_SCREENSHOTS when set."""
     page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
     folder = os.environ.get("QUICKDRAW_SCREENSHOTS")
-    if folder:
+    if folder and readme:
         Path(folder).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(folder) / f"dashboard-{name}.png"), full_page=True)
 
@@ -187,7 +208,7 @@ def test_train_page_starts_a_run_that_appears_on_runs_and_compare(dashboard, pag
         page.get_by_role("option", name=f"✓ {name}", exact=True).click()  # ✓: on disk already
         _wait_idle(page)
     page.keyboard.press("Escape")
-    for key, value in (("train_per_class", "60"), ("train_epochs", "1")):
+    for key, value in (("train_per_class", "300"), ("train_epochs", "2")):
         field = page.locator(f".st-key-{key} input")
         field.fill(value)
         field.press("Enter")
@@ -195,9 +216,12 @@ def test_train_page_starts_a_run_that_appears_on_runs_and_compare(dashboard, pag
     page.get_by_role("button", name="Start training").click()
     deadline = time.time() + 240
     job = runs_dir / ".logs" / "train-browser-tiny.json"
-    while time.time() < deadline and not (runs_dir / "browser-tiny" / "history.csv").exists():
-        time.sleep(1)
-    _screenshot(page, tmp_path, "train")
+    while time.time() < deadline and not (runs_dir / "browser-tiny" / "status.json").exists():
+        time.sleep(0.5)
+    with contextlib.suppress(Exception):  # the picture is nicer with the run's panel (running or finished)
+        page.get_by_text(re.compile(r"browser-tiny - (running|finished), chunk")).first.wait_for(timeout=20_000)
+        _wait_idle(page)
+    _screenshot(page, tmp_path, "train", readme=True)  # live progress of a run: the README's Train picture
     while time.time() < deadline:
         history = runs_dir / "browser-tiny" / "history.csv"
         if history.exists() and len(history.read_text().splitlines()) >= 2:
@@ -217,10 +241,15 @@ def test_train_page_starts_a_run_that_appears_on_runs_and_compare(dashboard, pag
     _open(page, base, "runs")
     compare = page.locator(".st-key-runs_compare_widget")
     compare.click()
-    assert page.get_by_role("option", name="browser-tiny").count() == 1
+    option = page.get_by_role("option", name="browser-tiny")
+    assert option.count() == 1
+    option.click()  # pick it for Compare, as a user would
+    _wait_idle(page)
     page.keyboard.press("Escape")
-    _open(page, base, "compare")
+    # Through the sidebar, not a new URL: the selection lives in this browser session.
+    page.locator('[data-testid="stSidebarNav"] a', has_text="Compare").click()
     page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+    _wait_idle(page)
     assert "browser-tiny" in page.locator(".js-plotly-plot").first.inner_text()
 
 
@@ -239,3 +268,31 @@ def test_screenshot_every_page(dashboard, page, shared, tmp_path):
         assert page.locator('[data-testid="stException"]').count() == 0, f"{name} page raised"
         _screenshot(page, tmp_path, name)
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+
+
+def test_a_fresh_clone_opens_on_the_shipped_experiment(shipped_dashboard, page, shared, tmp_path):
+    """Every page over the repository's runs/: nothing raises, Compare shows the shipped CNN and
+    MobileNet without a click, Draw guesses a real drawing with web/'s default model. These are the
+    README's screenshots."""
+    base = shipped_dashboard["base"]
+    default = json.loads((REPO / "web" / "models" / "index.json").read_text())["default"]
+    for name in PAGES:
+        _open(page, base, name)
+        if name == "runs":
+            page.wait_for_selector('[data-testid="stDataFrame"] canvas', timeout=60_000)
+            time.sleep(1)
+            assert "damaged" not in page.locator("main").inner_text()
+        if name == "compare":
+            page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+            plot = page.locator(".js-plotly-plot").first.inner_text()
+            assert "mobilenet-56" in plot and ("cnn-56" in plot.replace("mobilenet-56", "")), plot
+        if name == "draw":
+            _replay(page, _shared_drawing(shared, "cat", 2))
+            page.wait_for_selector(".st-key-predictions-1 li", timeout=90_000)
+            _wait_idle(page)
+            assert page.locator(".st-key-model-1 h3").inner_text().strip() == default
+            assert _shown_top(page, 1)[0][0] == "cat"
+        if name == "evaluate":
+            page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+        assert page.locator('[data-testid="stException"]').count() == 0, f"{name} page raised"
+        _screenshot(page, tmp_path, name, readme=name != "train")  # Train: see the test that starts a run

@@ -126,3 +126,24 @@ def test_atomic_write_failure_keeps_the_old_file(tmp_path, monkeypatch):
         runs.atomic_write_json(target, {"state": "new"})
     assert json.loads(target.read_text()) == {"state": "old"}
     assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
+
+
+def test_runs_are_ordered_by_recorded_time_not_file_times(tmp_path):
+    # A fresh clone gives every file the checkout time: the order must come from what was recorded.
+    older, _ = make_run(tmp_path, "trained-first")
+    newer, _ = make_run(tmp_path, "trained-later")
+    runs.append_event(older, "finished", epoch=3)
+    runs.append_event(newer, "finished", epoch=3)
+    for path, stamp in ((older, 1_700_000_000.0), (newer, 1_700_000_500.0)):
+        runs.write_status(path, "finished")
+        status = json.loads((path / "status.json").read_text())
+        runs.atomic_write_json(path / "status.json", {**status, "updated": stamp})
+        lines = [json.loads(line) for line in (path / "events.jsonl").read_text().splitlines()]
+        (path / "events.jsonl").write_text("".join(json.dumps({**e, "time": stamp}) + "\n" for e in lines))
+    checkout = 1_800_000_000.0
+    for i, path in enumerate((newer, older)):  # the older run's files look newest on disk
+        for f in path.iterdir():
+            os.utime(f, (checkout + i, checkout + i))
+    listed = runs.list_runs(tmp_path)
+    assert [r.name for r in listed] == ["trained-later", "trained-first"]
+    assert listed[0].updated == 1_700_000_500.0

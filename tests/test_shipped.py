@@ -65,3 +65,63 @@ def test_the_best_bitmap_model_is_the_web_default():
     folder = REPO / "web" / "models" / default
     assert (folder / "model.json").exists() and (folder / "labels.json").exists()
     assert json.loads((folder / "labels.json").read_text()) == list(runs.read_config(RUNS / entry.get("run", default)).classes)
+
+
+# ---------------------------------------------------------------- what a fresh clone opens
+def _page_test(page: str):
+    from streamlit.testing.v1 import AppTest
+
+    script = (f"import sys\nsys.path.insert(0, {str(REPO)!r})\n"
+              f"from dashboard.views import {page}\n{page}.render()\n")
+    return AppTest.from_string(script, default_timeout=120)
+
+
+def _real_drawings(shared: Path, classes: list[str], per_class: int) -> list[tuple[str, list]]:
+    """The first drawings of each class that ../shared has simplified strokes for."""
+    out = []
+    for name in classes:
+        path = shared / "simplified" / f"{name.replace(' ', '_')}.ndjson"
+        if not path.exists():
+            continue
+        with open(path, encoding="utf-8") as fh:
+            for _, line in zip(range(per_class), fh, strict=False):
+                out.append((name, json.loads(line)["drawing"]))
+    return out
+
+
+def test_compare_opens_on_the_shipped_cnn_and_mobilenet(monkeypatch):
+    monkeypatch.setenv("QUICKDRAW_RUNS", str(RUNS))
+    at = _page_test("compare").run()
+    assert not at.exception, at.exception
+    chosen = at.multiselect(key="compare_runs").value
+    assert sorted(runs.read_config(RUNS / n).model for n in chosen) == ["cnn", "mobilenet"]
+    assert "mobilenet-56" in chosen and all(n in BITMAP_RUNS for n in chosen)
+    assert at.get("plotly_chart")
+
+
+@pytest.mark.slow
+def test_draw_page_guesses_with_the_web_default(monkeypatch, shared):
+    monkeypatch.setenv("QUICKDRAW_RUNS", str(RUNS))
+    default = json.loads((REPO / "web" / "models" / "index.json").read_text())["default"]
+    name, drawing = _real_drawings(shared, list(runs.read_config(RUNS / default).classes), 1)[0]
+    objects = [{"type": "path", "left": 0, "top": 0, "pathOffset": {"x": 0, "y": 0},
+                "path": [["M", xs[0], ys[0]], *[["L", x, y] for x, y in zip(xs[1:], ys[1:], strict=True)]]}
+               for xs, ys in (stroke[:2] for stroke in drawing)]
+    at = _page_test("draw")
+    at.session_state["draw_injected_objects"] = objects
+    at.run(timeout=180)
+    assert not at.exception, at.exception
+    assert at.selectbox(key="draw_model_1").value == default
+    assert any(m.value.startswith("1. ") for m in at.markdown)
+
+
+
+def test_export_page_lists_the_shipped_web_model(monkeypatch):
+    monkeypatch.setenv("QUICKDRAW_RUNS", str(RUNS))
+    at = _page_test("export").run()
+    assert not at.exception, at.exception
+    assert len(at.dataframe) == 1
+    table = at.dataframe[0].value
+    default = json.loads((REPO / "web" / "models" / "index.json").read_text())["default"]
+    row = table[table["model"] == default].iloc[0]
+    assert bool(row["default"]) and row["verification"] == "passed" and row["size"].endswith("MB")

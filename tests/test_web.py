@@ -275,10 +275,6 @@ def test_screenshot_of_a_drawing_and_its_guesses(site, browser, shared, tmp_path
     page.screenshot(path=str(path), full_page=True)
     page.close()
     assert path.stat().st_size > 10_000 and len(top) == 5
-    target = os.environ.get("QUICKDRAW_SCREENSHOTS")
-    if target:
-        Path(target).mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, Path(target) / path.name)
     print(f"\nscreenshot: {path} (top-1 {top[0][0]} {top[0][1]:.2f})")
     assert console.errors == []
 
@@ -324,3 +320,40 @@ def test_empty_dot_huge_drawing_and_broken_model_give_messages_not_errors(site, 
     assert "Could not load model \"broken\"" in message and "export" in message
     page.close()
     assert console.errors == []
+
+
+# ---------------------------------------------------------------- (f) the committed web/
+def test_committed_page_recognises_real_drawings_with_its_default_model(browser, shared, tmp_path):
+    """web/ as committed (plus `make web`'s TF.js), as a fresh clone serves it: it opens on the
+    shipped default model and guesses real stroke drawings (a different source from the bitmaps it
+    trained on) as pipeline.predict does. Its screenshot is the README's picture of web/."""
+    index = json.loads((REPO / "web" / "models" / "index.json").read_text())
+    default = index["default"]
+    predictor = Predictor.from_run(REPO / "runs" / default)
+    drawings = [(name, line["drawing"]) for name in predictor.classes
+                if (path := class_file(shared / "simplified", name, ".ndjson")) is not None
+                for line in load_lines(path, 10)]
+    assert len(drawings) >= 50, "too few of the default model's classes have strokes in ../shared"
+    python = [predictor.predict(d, top=1)[0][0] for _, d in drawings]
+    # For the picture: a cat the model knows (some drawings in the data are barely cats).
+    name, drawing = next((n, d) for (n, d), guess in zip(drawings, python, strict=True) if n == guess == "cat")
+    with static_server(REPO / "web") as base:
+        page, console = open_page(browser, SimpleNamespace(base=base), "?backend=cpu")
+        assert page.get_attribute("body", "data-model") == default
+        tops = page.evaluate("async ds => { const out = []; for (const d of ds) "
+                             "out.push((await window.quickdraw.predictStrokes(d))[0].label); return out; }",
+                             [d for _, d in drawings])
+        draw(page, drawing, page.locator('[data-testid="drawing-canvas"]').bounding_box())
+        shown = wait_for_predictions(page, len(drawing))
+        page.screenshot(path=str(tmp_path / "quickdraw-page.png"), full_page=True)
+        page.close()
+    target = os.environ.get("QUICKDRAW_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / "quickdraw-page.png", Path(target) / "quickdraw-page.png")
+    correct = sum(t == n for t, (n, _) in zip(tops, drawings, strict=True)) / len(drawings)
+    agree = sum(a == b for a, b in zip(tops, python, strict=True)) / len(drawings)
+    print(f"\nweb/ default {default}: top-1 {correct:.3f} on {len(drawings)} real stroke drawings, "
+          f"agreement with pipeline.predict {agree:.3f}; the drawn {name} shown as {shown[0][0]}")
+    assert console.errors == []
+    assert agree >= 0.95 and correct >= 0.6 and shown[0][0] == name

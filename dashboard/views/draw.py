@@ -122,9 +122,9 @@ def _show_prediction(slot: int, run_name: str, run_dir: Path, objects) -> None:
     st.plotly_chart(_bars(prediction.top), width="stretch", key=f"draw_bars_{slot}",
                     config={"displayModeBar": False})
     image = np.asarray(prediction.image)
-    left, right = st.columns([1, 2])
+    left, right = st.columns(2)
     # The first channel is what the model sees (stroke-order intensity for the strokes representation).
-    left.image(image[..., 0], caption=f"model input {image.shape[0]}x{image.shape[1]}", width=112, clamp=True)
+    left.image(image[..., 0], caption=f"model input {image.shape[0]}x{image.shape[1]}", width=96, clamp=True)
     right.metric("latency", f"{prediction.seconds * 1000:.1f} ms")
     right.caption(f"{predictor.representation}, {len(predictor.classes)} classes")
 
@@ -145,8 +145,8 @@ def render() -> None:
             st.session_state["draw_canvas_n"] = st.session_state.get("draw_canvas_n", 0) + 1
             st.session_state.pop(INJECT_KEY, None)
             st.rerun()
-        c2.slider("Pen", 2, 16, 6, key="draw_stroke_width", label_visibility="collapsed",
-                  help="stroke width in canvas pixels")
+        c2.slider("Pen width", 2, 16, 6, key="draw_stroke_width",
+                  help="stroke width in canvas pixels (the model sees Google's fixed line width either way)")
         st.caption("Draw one of the run's classes. Undo and clear are in the canvas toolbar.")
     with right:
         p1, p2 = st.columns(2)

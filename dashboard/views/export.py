@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import common
@@ -75,6 +76,45 @@ def job_panel(run: str) -> None:
         st.code("\n".join(log.strip().splitlines()[-15:]), language=None)
 
 
+def exported_table(index: dict) -> pd.DataFrame:
+    """One row per model registered in web/models/index.json, the page's default marked."""
+    rows = []
+    for entry in index.get("models", []):
+        verification = entry.get("verification") or {}
+        if not isinstance(verification, dict):
+            verification = {"status": str(verification)}
+        rows.append({
+            "model": entry.get("name"), "default": entry.get("name") == index.get("default"),
+            "run": entry.get("run"), "architecture": entry.get("model"),
+            "representation": entry.get("representation"), "classes": entry.get("classes"),
+            "quantize": entry.get("quantize"), "size": human_size(entry.get("size_bytes")),
+            "verification": verification.get("status", "-"),
+            "top-1 agreement": verification.get("top1_agreement"),
+            "max prob. diff": verification.get("max_abs_diff"), "exported": entry.get("exported"),
+        })
+    return pd.DataFrame(rows)
+
+
+def show_exported(web: Path) -> None:
+    from pipeline.errors import QuickDrawError
+    from pipeline.export import read_index
+
+    st.subheader("On the web page now")
+    try:
+        index = read_index(web)
+    except QuickDrawError as exc:
+        st.error(str(exc))
+        return
+    if not index.get("models"):
+        st.info("No model is exported to web/models yet.")
+        return
+    st.dataframe(exported_table(index), hide_index=True, key="export_models",
+                 column_config={"top-1 agreement": st.column_config.NumberColumn(format="%.3f"),
+                                "max prob. diff": st.column_config.NumberColumn(format="%.1e")})
+    st.caption(f"The page opens on **{index.get('default')}**; `python -m pipeline export RUN --make-default` "
+               "changes that.")
+
+
 def render() -> None:
     st.header("Export")
     runs = [r for r in common.runs_with_model(common.run_summaries())]
@@ -97,6 +137,7 @@ def render() -> None:
             st.error(str(exc))
     job_panel(run)
     web = common.REPO / "web"
+    show_exported(web)
     st.subheader("Try it in the browser")
     st.code(f"python -m http.server -d {Path('web') if Path.cwd() == common.REPO else web} 8000", language="bash")
     st.caption("then open http://localhost:8000 - the page lists the models of web/models/index.json.")

@@ -9,6 +9,7 @@ reload or a closed tab loses nothing.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from pathlib import Path
@@ -183,24 +184,39 @@ def _resume_branch_stop(summaries: list[dict]) -> None:
                     st.rerun()
 
 
+METRIC_KEYS = ("loss", "accuracy", "top3", "val_loss", "val_accuracy", "val_top3", "lr")
+
+
 def _status_panel(run_dir: Path) -> None:
     status = runs_mod.effective_status(run_dir)
     state = status.get("state")
-    metrics = status.get("metrics") or {}
+    # Live statuses carry the batch's metrics, final ones the last history row (with times): show metrics.
+    metrics = {k: status["metrics"][k] for k in METRIC_KEYS
+               if isinstance(status.get("metrics"), dict) and isinstance(status["metrics"].get(k), int | float)}
+    target = status.get("epochs_target")
+    if target is None:
+        with contextlib.suppress(QuickDrawError, OSError, ValueError):
+            target = runs_mod.read_config(run_dir).max_epochs
     st.markdown(f"**{run_dir.name}** - {state}, chunk {status.get('chunk', '-')}, "
-                f"epoch {status.get('epoch', '-')}/{status.get('epochs_target', '-')}, "
-                f"ETA {common.format_seconds(status.get('eta_seconds'))}")
+                f"epoch {status.get('epoch', '-')}" + (f"/{target}" if target else "")
+                + (f", ETA {common.format_seconds(status.get('eta_seconds'))}" if state == "running" else ""))
     batches = status.get("batches_per_epoch")
     if state == "running" and batches:
         batch = int(status.get("batch") or 0)
         st.progress(min(batch / batches, 1.0), text=f"batch {batch}/{batches}")
     if metrics:
-        cols = st.columns(min(len(metrics), 6) or 1)
-        for col, (key, value) in zip(cols, list(metrics.items())[:6], strict=False):
-            if isinstance(value, (int, float)):
-                col.metric(key, f"{value:.4f}")
+        cols = st.columns(len(metrics))
+        for col, (key, value) in zip(cols, metrics.items(), strict=True):
+            col.metric(key, f"{value:.4g}" if key == "lr" else f"{value:.4f}")
     if status.get("message"):
         st.caption(status["message"])
+
+
+def _job_run_dir(run: str) -> Path | None:
+    try:
+        return runs_mod.run_path(common.runs_dir(), run)
+    except QuickDrawError:
+        return None
 
 
 @st.fragment(run_every=2)
@@ -216,13 +232,17 @@ def live_progress() -> None:
         return
     for r in running:
         _status_panel(Path(r["path"]))
+    shown = {r["name"] for r in running}
     for job in jobs[:5]:
         state = common.job_state(job)
         log = common.job_log(job)
         run = job.get("run") or job["id"]
+        run_dir = _job_run_dir(run)
+        if run not in shown and run_dir is not None and (run_dir / "status.json").exists():
+            shown.add(run)  # a job that ended: where its run stands now (finished, interrupted, ...)
+            _status_panel(run_dir)
         with st.expander(f"job {job['id']}: {state}", expanded=state != "done"):
-            run_dir = common.runs_dir() / run
-            if state == "running" and not (run_dir / "status.json").exists():
+            if state == "running" and not (run_dir and (run_dir / "status.json").exists()):
                 fraction = download_progress(log)
                 st.progress(fraction or 0.0, text="downloading..." if fraction is not None else "starting...")
             for line in common.log_errors(log):

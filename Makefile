@@ -44,8 +44,9 @@ lint: install-test
 	$(BIN)/ruff check .
 
 # The shipped experiment (runs/, web/models/, runs/RESULTS.md); see scripts/experiment.py.
+# Runs already in runs/ are resumed; `make experiment ARGS=--from-scratch` trains them anew.
 experiment: install web chromium
-	$(BIN)/python scripts/experiment.py
+	$(BIN)/python scripts/experiment.py $(ARGS)
 
 bench: install-test web chromium
 	$(BIN)/python -m bench

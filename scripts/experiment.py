@@ -13,7 +13,10 @@ seed had to: in chunks, with real interruptions between them.
 3. Every run evaluated on its held-out test split; the best bitmap run exported to web/models/ as the
    default model; runs/RESULTS.md written with the table the README quotes.
 
-Runs that already exist are resumed, not restarted, so the command can itself be interrupted.
+Runs that already exist are resumed, not restarted, so the command can itself be interrupted; on a
+fresh clone the shipped runs are complete and it only re-checks them. `--from-scratch` first moves the
+experiment's run folders aside (to runs/.replaced-<time>/, nothing is deleted) and trains them anew.
+The wall-clock time of the whole command goes into runs/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -212,6 +215,27 @@ def write_results(started: float) -> None:
     log("wrote runs/RESULTS.md")
 
 
+def record_wall_time(started: float, from_scratch: bool) -> None:
+    minutes = (time.time() - started) / 60
+    how = "from scratch" if from_scratch else "resuming whatever runs/ already held"
+    with open(RUNS / "RESULTS.md", "a", encoding="utf-8") as fh:
+        fh.write(f"The whole command ({how}: training, interruptions, evaluation, export with its browser "
+                 f"check) took {minutes:.0f} minutes of wall-clock time on this machine, finishing "
+                 f"{time.strftime('%Y-%m-%d %H:%M')}.\n")
+
+
+def move_aside() -> None:
+    """--from-scratch: the experiment's existing run folders go to runs/.replaced-<time>/ (kept)."""
+    names = [name for name, *_ in BITMAP_RUNS + STROKE_RUNS if (RUNS / name).exists()]
+    if not names:
+        return
+    target = RUNS / f".replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+    target.mkdir(parents=True)
+    for name in names:
+        (RUNS / name).rename(target / name)
+    log(f"moved {len(names)} earlier run(s) to {target.relative_to(REPO)}")
+
+
 def export_best() -> None:
     best = max(("cnn-56", "mobilenet-56", "qdnet-56"), key=lambda n: evaluate(n)["top1"])
     log(f"exporting {best} to web/models/ as the default model")
@@ -223,6 +247,9 @@ def main() -> int:
     if not (Path(SHARED) / "bitmaps").is_dir():
         print(f"error: the shared data is not at {SHARED}; set QUICKDRAW_SHARED", file=sys.stderr)
         return 2
+    from_scratch = "--from-scratch" in sys.argv
+    if from_scratch:
+        move_aside()
     for name, model, seed, options in BITMAP_RUNS:
         train_with_interruptions(name, bitmap_args(name, model, seed, options))
     for name, representation in STROKE_RUNS:
@@ -234,6 +261,7 @@ def main() -> int:
     write_results(started)
     if "--no-export" not in sys.argv:
         export_best()
+    record_wall_time(started, from_scratch)
     log(f"done in {(time.time() - started) / 60:.1f} minutes")
     return 0
 

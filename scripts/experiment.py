@@ -11,7 +11,7 @@ seed had to: in chunks, with real interruptions between them.
    split rendered as Google-exact `bitmap28` and as the colour-coded `strokes` representation, trained
    the same way (cnn, same seed and epochs).
 3. Every run evaluated on its held-out test split; the best bitmap run exported to web/models/ as the
-   default model; runs/RESULTS.md written with the table the README quotes.
+   default model, the other two beside it; runs/RESULTS.md written with the table the README quotes.
 
 Runs that already exist are resumed, not restarted, so the command can itself be interrupted; on a
 fresh clone the shipped runs are complete and it only re-checks them. `--from-scratch` first moves the
@@ -237,9 +237,17 @@ def move_aside() -> None:
 
 
 def export_best() -> None:
-    best = max(("cnn-56", "mobilenet-56", "qdnet-56"), key=lambda n: evaluate(n)["top1"])
+    """The best bitmap run becomes web/'s default; the seed's CNN and the MobileNet go beside it so
+    the page can compare them too (the MobileNet as float16: half the download, verified >= 99%
+    top-1 agreement)."""
+    contenders = ("cnn-56", "mobilenet-56", "qdnet-56")
+    best = max(contenders, key=lambda n: evaluate(n)["top1"])
     log(f"exporting {best} to web/models/ as the default model")
     run("export", best, "--make-default")
+    for name in contenders:
+        if name != best:
+            log(f"exporting {name} to web/models/")
+            run("export", name, *(["--quantize", "float16"] if name.startswith("mobilenet") else []))
 
 
 def main() -> int:

@@ -55,3 +55,17 @@ def test_evaluate_folders_names_skipped_classes(trained_runs, shared):
     assert strokes["n"] > 500 and strokes["top1"] > 0.3
     proc = evaluate(run, "--data", str(shared / "nowhere"))
     assert proc.returncode == 2 and "is not a folder" in proc.stderr
+
+
+def test_bitmap_folder_for_a_stroke_model_is_a_clear_error(shared):
+    from pipeline.errors import QuickDrawError
+    from pipeline.evaluate import _evaluate_folder
+    from pipeline.models import build_model
+    from pipeline.predict import Predictor
+
+    # The check comes before any prediction, so an untrained model of the strokes kind is enough.
+    predictor = Predictor(build_model("cnn", 2, (32, 32, 1)), ["cat", "apple"], "strokes", 32, name="colour")
+    with pytest.raises(QuickDrawError, match="holds numpy_bitmap files but run 'colour'.*needs strokes"):
+        _evaluate_folder(predictor, shared / "bitmaps")
+    images, labels, _ = _evaluate_folder(predictor, shared / "simplified")
+    assert images.shape[1:] == (32, 32, 1) and images.dtype == np.uint8 and set(labels) == {0, 1}

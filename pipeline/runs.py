@@ -464,6 +464,7 @@ class RunSummary:
     updated: float | None = None
     damaged: str | None = None
     imported: bool = False
+    checkpoints: int = 0  # training checkpoints on disk: 0 for a cloned or imported record (not trainable)
 
 
 def recorded_update_time(run_dir: Path, events: list[dict]) -> float | None:
@@ -503,6 +504,8 @@ def summarize_run(run_dir: Path) -> RunSummary:
         events = read_events(run_dir)
         summary.chunks = count_chunks(events) or len({row.get("chunk") for row in history})
         summary.updated = recorded_update_time(run_dir, events) or summary.updated
+        folder = run_dir / "checkpoints"
+        summary.checkpoints = sum(1 for _ in folder.glob("*.npz")) if folder.is_dir() else 0
         scored = [r for r in history if r.get("val_top3") is not None]
         if scored:
             best = max(scored, key=lambda r: r["val_top3"])

@@ -244,6 +244,18 @@ def load_dataset(config: RunConfig):
     return build_cache(dataset_spec(config), cache_root())
 
 
+def refuse_retraining_a_record(run_dir: Path) -> None:
+    """A run with recorded epochs but no checkpoint (a cloned run: checkpoints stay out of git; an
+    imported seed log) must not silently start again from epoch 1 and overwrite its history."""
+    recorded = runs.read_history(run_dir)
+    if recorded:
+        raise RunError(
+            f"run '{run_dir.name}' has {len(recorded)} epoch(s) in history.csv but no training checkpoint in "
+            f"{run_dir / 'checkpoints'} (checkpoints stay out of git, and imported logs have none): it can be "
+            "evaluated, predicted with and exported, not trained further. Nothing was changed; to train the "
+            "same settings again, start a new run with `python -m pipeline train --name NEW ...`.")
+
+
 class Trainer:
     """One chunk of training of one run. Use `run_chunks`, which holds the run's lock."""
 
@@ -258,6 +270,8 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.chief = is_chief()
         self.config = runs.read_config(run_dir)
+        if ckpt.latest_checkpoint(self.run_dir) is None:
+            refuse_retraining_a_record(self.run_dir)
         self.chunk = chunk
         self.epochs_per_chunk = epochs_per_chunk or self.config.epochs_per_chunk
         self.stop = stop

@@ -137,7 +137,7 @@ def bitmap_args(name: str, model: str, seed: int, options: dict) -> list[str]:
 
 def stroke_args(name: str, representation: str) -> list[str]:
     args = ["train", "--name", name, "--model", "cnn", "--classes", *STROKE_CLASSES, "--per-class",
-            str(STROKE_PER_CLASS), "--epochs-per-chunk", str(EPOCHS // 2), "--max-epochs", str(EPOCHS),
+            str(STROKE_PER_CLASS), "--epochs-per-chunk", str(-(-EPOCHS // 2)), "--max-epochs", str(EPOCHS),
             "--chunks", "2", "--data", SHARED, "--batch-size", "128", "--seed", "0", "--source", "simplified",
             "--representation", representation]
     if representation == "strokes":
@@ -198,8 +198,7 @@ def write_results(started: float) -> None:
         "",
         f"Produced by `make experiment` (scripts/experiment.py) on this machine (2 CPU cores, no GPU): "
         f"{span / 60:.0f} minutes of training, the sum over runs of first epoch start to last epoch end from "
-        f"their histories (restarts after interruptions included; the 2 cores were shared with other jobs "
-        f"while they trained). Held-out test split of each run; {EPOCHS} epochs each.",
+        f"their histories (restarts after interruptions included). Held-out test split of each run; {EPOCHS} epochs each.",
         "",
         "| run | model | data | top-1 | top-3 | MAP@3 | parameters | ms / prediction (Python) | s / epoch |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -211,17 +210,27 @@ def write_results(started: float) -> None:
                      f"{result['map3']:.4f} | {params:,} | {latency:.1f} | {epoch_seconds:.1f} |")
     lines += ["", f"qdnet vs the seed's cnn, mean of seeds 0 and 1: top-1 {qdnet:.4f} vs {cnn:.4f} "
               f"({(qdnet - cnn) * 100:+.1f} points).", ""]
-    (RUNS / "RESULTS.md").write_text("\n".join(lines))
+    # A run that only resumes (or re-measures) keeps the time the last from-scratch run took.
+    previous = RUNS / "RESULTS.md"
+    if previous.exists():
+        lines += [line for line in previous.read_text().splitlines() if line.startswith(FROM_SCRATCH_LINE)]
+    (RUNS / "RESULTS.md").write_text("\n".join(lines) + "\n")
     log("wrote runs/RESULTS.md")
+
+
+FROM_SCRATCH_LINE = "The whole command (from scratch"
 
 
 def record_wall_time(started: float, from_scratch: bool) -> None:
     minutes = (time.time() - started) / 60
-    how = "from scratch" if from_scratch else "resuming whatever runs/ already held"
+    what = "training, interruptions, evaluation, export with its browser check"
+    if from_scratch:
+        line = f"{FROM_SCRATCH_LINE}: {what}) took {minutes:.0f} minutes of wall-clock time on this machine"
+    else:
+        line = (f"This invocation (resuming what runs/ held, then {what}) took {minutes:.0f} minutes"
+                if minutes >= 1 else "This invocation re-measured the finished runs")
     with open(RUNS / "RESULTS.md", "a", encoding="utf-8") as fh:
-        fh.write(f"The whole command ({how}: training, interruptions, evaluation, export with its browser "
-                 f"check) took {minutes:.0f} minutes of wall-clock time on this machine, finishing "
-                 f"{time.strftime('%Y-%m-%d %H:%M')}.\n")
+        fh.write(f"{line}, finishing {time.strftime('%Y-%m-%d %H:%M')}.\n")
 
 
 def move_aside() -> None:

@@ -47,7 +47,7 @@ def _history(epochs: int, chunk_size: int, start: float, seed: int = 0) -> list[
 
 
 def _make_run(runs_dir: Path, name: str, model: str, epochs: int, chunk_size: int, state: str, *,
-              stop_at: int | None = None, seed: int = 0, **status) -> Path:
+              stop_at: int | None = None, seed: int = 0, checkpoints: bool = True, **status) -> Path:
     from pipeline.train import create_run, make_config
 
     config = make_config(name=name, model=model, classes=("cat", "dog", "fish"), per_class=100,
@@ -65,6 +65,9 @@ def _make_run(runs_dir: Path, name: str, model: str, epochs: int, chunk_size: in
         else:
             runs_mod.append_event(run_dir, "chunk_end", chunk=chunk, epoch=last, batch=0)
     runs_mod.write_status(run_dir, state, chunk=rows[-1]["chunk"], epoch=epochs, **status)
+    if checkpoints:  # the page only needs to see that they exist (which runs can train on)
+        (run_dir / "checkpoints").mkdir(exist_ok=True)
+        np.savez(run_dir / "checkpoints" / f"epoch-{epochs:04d}.npz", m00000=np.zeros(1))
     return run_dir
 
 
@@ -114,6 +117,7 @@ def fixture_runs(tmp_path_factory):
     runs_mod.atomic_write_json(running / ".lock", {"pid": os.getpid(), "host": "test", "since": time.time()})
     made["running"] = running
     made["crashed"] = _make_run(runs_dir, "qdnet-crashed", "qdnet", 2, 10, "running", pid=_dead_pid())
+    made["cloned"] = _make_run(runs_dir, "cnn-cloned", "cnn", 5, 5, "finished", checkpoints=False)
     damaged = runs_dir / "broken-run"
     damaged.mkdir()
     (damaged / "config.json").write_text("{ this is not json", encoding="utf-8")
@@ -238,7 +242,8 @@ def test_runs_page_lists_every_run_with_status(runs_env):
     table = _dataframe(at, "runs_table")
     status = dict(zip(table["name"], table["status"], strict=True))
     assert status == {"cnn-finished": "finished", "mobilenet-stopped": "interrupted", "cnn-running": "running",
-                      "qdnet-crashed": "crashed", "broken-run": "damaged", "seed-notebook": "finished"}
+                      "qdnet-crashed": "crashed", "broken-run": "damaged", "seed-notebook": "finished",
+                      "cnn-cloned": "finished"}
     row = table.set_index("name").loc["cnn-finished"]
     assert row["epochs"] == 12 and row["chunks"] == 2 and row["classes"] == 3
     assert row["test top-1"] == pytest.approx(runs_env["eval"]["top1"])
@@ -258,10 +263,10 @@ def test_runs_page_filters_search_and_selection(runs_env):
     assert list(_dataframe(at, "runs_table")["name"]) == ["mobilenet-stopped"]
     at.text_input(key="runs_search").set_value("").run()
     at.multiselect(key="runs_model_filter").set_value(["cnn"]).run()
-    assert set(_dataframe(at, "runs_table")["name"]) == {"cnn-finished", "cnn-running", "seed-notebook"}
+    assert set(_dataframe(at, "runs_table")["name"]) == {"cnn-finished", "cnn-running", "seed-notebook", "cnn-cloned"}
     at.selectbox(key="runs_sort").set_value("name").run()
     at.toggle(key="runs_descending").set_value(False).run()
-    assert list(_dataframe(at, "runs_table")["name"]) == ["cnn-finished", "cnn-running", "seed-notebook"]
+    assert list(_dataframe(at, "runs_table")["name"]) == ["cnn-cloned", "cnn-finished", "cnn-running", "seed-notebook"]
     compare = at.multiselect(key="runs_compare_widget")
     assert "broken-run" not in compare.options
     compare.set_value(["cnn-finished", "mobilenet-stopped"]).run()
@@ -386,6 +391,11 @@ def test_train_page_shows_categories_models_and_live_progress(runs_env):
     assert "qdnet-crashed" not in text  # its trainer is gone: not shown as training
     assert at.selectbox(key="stop_run").options == ["cnn-running"]
     assert "cnn-running" not in at.selectbox(key="resume_run").options
+    # Records without checkpoints (a clone of the repo, imported logs) are not offered for training.
+    assert {"cnn-finished", "mobilenet-stopped"} <= set(at.selectbox(key="resume_run").options)
+    assert "cnn-cloned" not in at.selectbox(key="resume_run").options
+    assert "cnn-cloned" not in at.selectbox(key="branch_parent").options
+    assert any("Without training checkpoints" in c.value and "cnn-cloned" in c.value for c in at.caption)
     at.text_input(key="train_name").set_value("../outside").run()
     at.multiselect(key="train_classes").set_value(["cat", "dog"]).run()
     at.button(key="train_start").click().run()

@@ -33,6 +33,7 @@ def test_bitmap_runs_were_interrupted_both_ways_and_resumed(name):
     assert [r["epoch"] for r in history] == list(range(1, config.max_epochs + 1))
     assert len({r["chunk"] for r in history}) >= 4
     assert runs.effective_status(run_dir)["state"] == "finished"
+    assert runs.read_status(run_dir).get("run_complete") is True
     model = run_dir / "model" / "model.keras"
     assert model.exists() and model.stat().st_size < 5 * 2**20
     assert (run_dir / "eval.json").exists() and list((run_dir / "tb").iterdir())
@@ -55,6 +56,9 @@ def test_stroke_experiment_uses_the_same_drawings_and_split():
     assert a.max_epochs == b.max_epochs and a.model == b.model
     for name in STROKE_RUNS:
         assert (RUNS / name / "eval.json").exists()
+        # Trained the same way to the end: every epoch the config asks for, and nothing left to resume.
+        assert [r["epoch"] for r in runs.read_history(RUNS / name)] == list(range(1, a.max_epochs + 1))
+        assert runs.read_status(RUNS / name).get("run_complete") is True
 
 
 def test_the_best_bitmap_model_is_the_web_default():

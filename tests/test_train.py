@@ -183,6 +183,24 @@ def test_second_trainer_is_refused_and_branch_remembers_parent(shared, env, tmp_
     assert any(e["event"] == "lock_takeover" for e in runs.read_events(runs_dir / "base"))
 
 
+@pytest.mark.slow
+def test_a_record_without_checkpoints_is_never_retrained_from_scratch(shared, env, tmp_path):
+    # A cloned run (checkpoints stay out of git) or an imported log: `resume` must refuse, not start
+    # again at epoch 1 and overwrite the recorded history.
+    runs_dir = tmp_path / "runs"
+    cli(env, *train_args(shared, "cloned", 2))
+    run_dir = runs_dir / "cloned"
+    import shutil
+
+    shutil.rmtree(run_dir / "checkpoints")
+    before = {name: (run_dir / name).read_bytes() for name in ("history.csv", "events.jsonl", "status.json")}
+    proc = cli(env, "resume", "cloned", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "2 epoch(s) in history.csv but no training checkpoint" in proc.stderr and "train --name NEW" in proc.stderr
+    assert {name: (run_dir / name).read_bytes() for name in before} == before
+    assert runs.summarize_run(run_dir).checkpoints == 0
+
+
 def test_plateau_schedule_matches_keras_reduce_lr_on_plateau():
     import keras
 

@@ -127,8 +127,15 @@ def _start_form(summaries: list[dict]) -> None:
 
 
 def _resume_branch_stop(summaries: list[dict]) -> None:
-    idle = [r["name"] for r in summaries if r["status"] not in ("running", "damaged") and not r.get("imported")]
+    # A run's record without checkpoints (cloned: they stay out of git; imported logs) can't train on.
+    trainable = [r for r in summaries if r["status"] != "damaged" and not r.get("imported")
+                 and (r.get("checkpoints") or not r.get("epochs"))]
+    idle = [r["name"] for r in trainable if r["status"] != "running"]
     running = [r["name"] for r in summaries if r["status"] == "running"]
+    records = [r["name"] for r in summaries if r["status"] != "damaged" and r not in trainable]
+    if records:
+        st.caption(f"Without training checkpoints, so not listed here (evaluate, draw with or export them): "
+                   f"{', '.join(records)}.")
     tab_resume, tab_branch, tab_stop = st.tabs(["Resume", "Branch", "Stop"])
     runs_dir = str(common.runs_dir())
     with tab_resume:
@@ -145,7 +152,7 @@ def _resume_branch_stop(summaries: list[dict]) -> None:
                     command += ["--epochs-per-chunk", str(epochs)]
                 _start(f"train-{run}", "train", [command], run)
     with tab_branch:
-        parents = [r["name"] for r in summaries if r["status"] != "damaged" and r.get("epochs") and not r.get("imported")]
+        parents = [r["name"] for r in trainable if r.get("epochs")]
         if not parents:
             st.caption("No run with a finished epoch to branch from.")
         else:

@@ -210,10 +210,11 @@ def write_results(started: float) -> None:
                      f"{result['map3']:.4f} | {params:,} | {latency:.1f} | {epoch_seconds:.1f} |")
     lines += ["", f"qdnet vs the seed's cnn, mean of seeds 0 and 1: top-1 {qdnet:.4f} vs {cnn:.4f} "
               f"({(qdnet - cnn) * 100:+.1f} points).", ""]
-    # A run that only resumes (or re-measures) keeps the time the last from-scratch run took.
+    # A run that only resumes (or re-measures) keeps the time the last from-scratch run took; a
+    # from-scratch run replaces it (record_wall_time).
     previous = RUNS / "RESULTS.md"
     if previous.exists():
-        lines += [line for line in previous.read_text().splitlines() if line.startswith(FROM_SCRATCH_LINE)]
+        lines += [line for line in previous.read_text().splitlines() if line.startswith(FROM_SCRATCH_LINE)][-1:]
     (RUNS / "RESULTS.md").write_text("\n".join(lines) + "\n")
     log("wrote runs/RESULTS.md")
 
@@ -224,13 +225,16 @@ FROM_SCRATCH_LINE = "The whole command (from scratch"
 def record_wall_time(started: float, from_scratch: bool) -> None:
     minutes = (time.time() - started) / 60
     what = "training, interruptions, evaluation, export with its browser check"
+    path = RUNS / "RESULTS.md"
+    lines = path.read_text(encoding="utf-8").splitlines()
     if from_scratch:
+        lines = [line for line in lines if not line.startswith(FROM_SCRATCH_LINE)]
         line = f"{FROM_SCRATCH_LINE}: {what}) took {minutes:.0f} minutes of wall-clock time on this machine"
     else:
-        line = (f"This invocation (resuming what runs/ held, then {what}) took {minutes:.0f} minutes"
-                if minutes >= 1 else "This invocation re-measured the finished runs")
-    with open(RUNS / "RESULTS.md", "a", encoding="utf-8") as fh:
-        fh.write(f"{line}, finishing {time.strftime('%Y-%m-%d %H:%M')}.\n")
+        line = (f"The last invocation (resuming: only what runs/ lacked was trained; then evaluation, export "
+                f"and measurements) took {minutes:.1f} minutes")
+    lines.append(f"{line}, finishing {time.strftime('%Y-%m-%d %H:%M')}.")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def move_aside() -> None:

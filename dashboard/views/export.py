@@ -115,6 +115,18 @@ def show_exported(web: Path) -> None:
                "changes that.")
 
 
+def _preselect(names: list[str]) -> int:
+    """The newest run not on the web page yet (what one usually wants to export next), else the first."""
+    from pipeline.errors import QuickDrawError
+    from pipeline.export import read_index
+
+    try:
+        exported = {m.get("run") for m in read_index(common.REPO / "web").get("models", [])}
+    except QuickDrawError:
+        exported = set()
+    return next((i for i, name in enumerate(names) if name not in exported), 0)
+
+
 def render() -> None:
     st.header("Export")
     runs = [r for r in common.runs_with_model(common.run_summaries())]
@@ -123,7 +135,7 @@ def render() -> None:
         return
     names = [r["name"] for r in runs]
     c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
-    run = c1.selectbox("Run", names, key="export_run")
+    run = c1.selectbox("Run", names, index=_preselect(names), key="export_run")
     checkpoint = c2.selectbox("Checkpoint", ["best", "last"], key="export_checkpoint")
     quantize = c3.selectbox("Quantize", QUANTIZE, key="export_quantize")
     verify = c4.checkbox("Verify in Chromium", value=True, key="export_verify")

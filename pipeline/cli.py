@@ -27,6 +27,28 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class _Progress:
+    """Training progress on stdout: a line per epoch and chunk; on a terminal, also a batch line
+    that overwrites itself (skipped in logs, where it would only be noise)."""
+
+    def __init__(self):
+        self.live_width = 0
+
+    def __call__(self, line: str, live: bool = False) -> None:
+        if live:
+            if sys.stdout.isatty():
+                print("\r" + line.ljust(self.live_width), end="", flush=True)
+                self.live_width = len(line)
+            return
+        if self.live_width:
+            print("\r" + " " * self.live_width + "\r", end="")
+            self.live_width = 0
+        print(line, flush=True)  # flushed: the dashboard shows a training job's output as it comes
+
+
+_say = _Progress()
+
+
 def _runs_dir(args) -> Path:
     return Path(args.runs_dir or os.environ.get("QUICKDRAW_RUNS", "runs"))
 
@@ -103,7 +125,7 @@ def cmd_train(args) -> int:
         max_epochs=args.max_epochs,
     )
     run_dir = train.create_run(config, _runs_dir(args))
-    return train.run_chunks(run_dir, chunks=args.chunks)
+    return train.run_chunks(run_dir, chunks=args.chunks, report=_say)
 
 
 def cmd_resume(args) -> int:
@@ -111,7 +133,7 @@ def cmd_resume(args) -> int:
     from pipeline.runs import resolve_run
 
     run_dir = resolve_run(_runs_dir(args), args.run)
-    return train.run_chunks(run_dir, chunks=args.chunks, epochs_per_chunk=args.epochs_per_chunk)
+    return train.run_chunks(run_dir, chunks=args.chunks, epochs_per_chunk=args.epochs_per_chunk, report=_say)
 
 
 def cmd_branch(args) -> int:
@@ -123,7 +145,7 @@ def cmd_branch(args) -> int:
                                epochs_per_chunk=args.epochs_per_chunk)
     print(f"branched {parent.name} -> {run_dir.name}")
     if args.chunks:
-        return train.run_chunks(run_dir, chunks=args.chunks)
+        return train.run_chunks(run_dir, chunks=args.chunks, report=_say)
     return 0
 
 

@@ -259,7 +259,8 @@ def refuse_retraining_a_record(run_dir: Path) -> None:
 class Trainer:
     """One chunk of training of one run. Use `run_chunks`, which holds the run's lock."""
 
-    def __init__(self, run_dir: Path, chunk: int, epochs_per_chunk: int | None, stop: _StopFlag):
+    def __init__(self, run_dir: Path, chunk: int, epochs_per_chunk: int | None, stop: _StopFlag,
+                 report=None):
         import keras
         import tensorflow as tf
 
@@ -269,6 +270,9 @@ class Trainer:
         self.tf, self.keras = tf, keras
         self.run_dir = Path(run_dir)
         self.chief = is_chief()
+        # Human-readable progress lines (the CLI prints them; live=True marks a transient batch
+        # line a terminal may overwrite); only the chief reports.
+        self.report = report if (report is not None and self.chief) else (lambda line, live=False: None)
         self.config = runs.read_config(run_dir)
         if ckpt.latest_checkpoint(self.run_dir) is None:
             refuse_retraining_a_record(self.run_dir)
@@ -423,9 +427,13 @@ class Trainer:
                 if now - last_status >= STATUS_INTERVAL_SECONDS:
                     last_status = now
                     rate = (now - chunk_started) / max(chunk_batches_done, 1)
+                    eta = round(rate * (chunk_batches_total - chunk_batches_done), 1)
+                    metrics = self._partial_metrics(partial)
                     self._status("running", batches_per_epoch=batches_per_epoch, epochs_target=target,
-                                 eta_seconds=round(rate * (chunk_batches_total - chunk_batches_done), 1),
-                                 metrics=self._partial_metrics(partial))
+                                 eta_seconds=eta, metrics=metrics)
+                    self.report(f"epoch {epoch} batch {state['batch']}/{batches_per_epoch}  loss {metrics['loss']:.4f}"
+                                f"  acc {metrics['accuracy']:.4f}  top3 {metrics['top3']:.4f} | chunk ETA {eta:.0f} s",
+                                live=True)
             self._end_epoch(epoch, partial)
             last_save = time.monotonic()
             if state["early_stopping"].get("stopped"):
@@ -479,6 +487,7 @@ class Trainer:
             stopper["wait"] += 1
             if cfg.early_stopping_patience and stopper["wait"] >= cfg.early_stopping_patience:
                 stopper["stopped"] = True
+        self.report(epoch_line(row, best=improved))
         if not self.chief:
             return
         # Order matters for crash safety: best model, then the checkpoint (the source of truth,
@@ -505,6 +514,8 @@ class Trainer:
             runs.append_event(self.run_dir, "signal_stop", signal=name, chunk=self.chunk, epoch=epoch,
                               batch=self.state["batch"])
             self._status("interrupted", message=f"stopped by {name}; `python -m pipeline resume {self.run_dir.name}` continues")
+        self.report(f"stopped by {name} in epoch {epoch}, batch {self.state['batch']}: saved; "
+                    f"`python -m pipeline resume {self.run_dir.name}` continues from here")
         return EXIT_INTERRUPTED.get(self.stop.signum, 1)
 
 
@@ -519,9 +530,20 @@ def _note_crash(run_dir: Path, events: list[dict]) -> None:
                           last_batch=status.get("batch"), pid=status.get("pid"))
 
 
-def run_chunks(run_dir: Path, chunks: int = 1, epochs_per_chunk: int | None = None) -> int:
+def epoch_line(row: dict, best: bool = False) -> str:
+    """One line per finished epoch, as `python -m pipeline train|resume` prints it."""
+    return (f"epoch {row['epoch']:>3} (chunk {row['chunk']})  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
+            f"top3 {row['top3']:.4f} | val loss {row['val_loss']:.4f}  acc {row['val_accuracy']:.4f}  "
+            f"top3 {row['val_top3']:.4f} | lr {row['lr']:.3g} | {row['ended'] - row['started']:.1f} s"
+            + ("  * best" if best else ""))
+
+
+def run_chunks(run_dir: Path, chunks: int = 1, epochs_per_chunk: int | None = None, report=None) -> int:
     """Train `chunks` chunks of the run, one after another, holding its lock. Returns an exit code:
-    0 done, 130/143 stopped by SIGINT/SIGTERM (saved; resume continues)."""
+    0 done, 130/143 stopped by SIGINT/SIGTERM (saved; resume continues). `report`, when given, gets a
+    human-readable line at each chunk's start and end and after every epoch, and `live=True` batch
+    lines in between (every few seconds)."""
+    say = report if (report is not None and is_chief()) else (lambda line, live=False: None)
     run_dir = Path(run_dir)
     configure_runtime()
     lock = runs.RunLock(run_dir) if is_chief() else None
@@ -539,8 +561,12 @@ def run_chunks(run_dir: Path, chunks: int = 1, epochs_per_chunk: int | None = No
             if lock:
                 _note_crash(run_dir, events)
             chunk = runs.count_chunks(events) + 1
-            trainer = Trainer(run_dir, chunk, epochs_per_chunk, stop)
+            trainer = Trainer(run_dir, chunk, epochs_per_chunk, stop, report)
             state = trainer.state
+            where = (f"resuming from {trainer.resumed_from} at epoch {state['epoch'] + 1}, batch {state['batch']}"
+                     if trainer.resumed_from else "from the start")
+            say(f"run {run_dir.name}, chunk {chunk}: {trainer.epochs_per_chunk} epoch(s) of "
+                f"{len(trainer.train_indices):,} training drawings, {where}, lr {state['schedule']['lr']:.3g}")
             if lock:
                 runs.append_event(run_dir, "chunk_start", chunk=chunk, pid=os.getpid(), epoch=state["epoch"] + 1,
                                   batch=state["batch"], resumed_from=trainer.resumed_from,
@@ -560,6 +586,11 @@ def run_chunks(run_dir: Path, chunks: int = 1, epochs_per_chunk: int | None = No
             if lock:
                 runs.append_event(run_dir, "chunk_end", chunk=chunk, epoch=trainer.state["epoch"],
                                   batch=trainer.state["batch"], exit_code=code)
+            best = trainer.state.get("best") or {}
+            if code == 0:
+                say(f"chunk {chunk} done at epoch {trainer.state['epoch']}"
+                    + (f"; best val top-3 {best['val_top3']:.4f} at epoch {best['epoch']} "
+                       f"(its model: {run_dir / 'model'})" if best else ""))
             if code != 0 or trainer.state["early_stopping"].get("stopped"):
                 break
             cfg = trainer.config

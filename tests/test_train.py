@@ -66,9 +66,16 @@ def assert_same_training(a, b):
 def test_two_chunks_equal_one_chunk(shared, env, tmp_path):
     runs_dir = tmp_path / "runs"
     cli(env, *train_args(shared, "whole", 4))
-    cli(env, *train_args(shared, "halves", 2))
-    cli(env, "resume", "halves", "--epochs-per-chunk", "2")
+    first = cli(env, *train_args(shared, "halves", 2))
+    second = cli(env, "resume", "halves", "--epochs-per-chunk", "2")
     assert_same_training(runs_dir / "whole", runs_dir / "halves")
+    # The command line says what it is doing: a line per chunk and per epoch (no batch lines in a log).
+    assert "run halves, chunk 1: 2 epoch(s)" in first.stdout and "from the start" in first.stdout
+    assert [line.split("(")[0].split() for line in first.stdout.splitlines() if line.startswith("epoch")] == \
+        [["epoch", "1"], ["epoch", "2"]]
+    assert "resuming from epoch-0002.npz at epoch 3, batch 0" in second.stdout
+    assert "epoch   4 (chunk 2)" in second.stdout and "chunk 2 done at epoch 4" in second.stdout
+    assert "batch" not in "".join(line for line in second.stdout.splitlines() if line.startswith("epoch"))
     history = runs.read_history(runs_dir / "halves")
     assert [r["chunk"] for r in history] == [1, 1, 2, 2]
     events = [e["event"] for e in runs.read_events(runs_dir / "halves")]

@@ -467,19 +467,12 @@ class RunSummary:
     checkpoints: int = 0  # training checkpoints on disk: 0 for a cloned or imported record (not trainable)
 
 
-def recorded_update_time(run_dir: Path, events: list[dict]) -> float | None:
+def recorded_update_time(events: list[dict], status: dict, evaluation: dict | None) -> float | None:
     """The last time the pipeline recorded something about the run (events, status, evaluation).
 
     Why not file mtimes: a fresh clone stamps every file with the checkout time, which would make
     the order of runs (and the dashboard's "most recent" defaults) arbitrary."""
-    times = [e.get("time") for e in events[-1:]]
-    for name, key in (("status.json", "updated"), ("eval.json", "evaluated_at")):
-        path = Path(run_dir) / name
-        if path.exists():
-            try:
-                times.append(read_json(path).get(key))
-            except (RunError, OSError, ValueError, AttributeError):
-                continue
+    times = [e.get("time") for e in events[-1:]] + [status.get("updated"), (evaluation or {}).get("evaluated_at")]
     numbers = [float(t) for t in times if isinstance(t, int | float) and not isinstance(t, bool) and t > 0]
     return max(numbers, default=None)
 
@@ -503,7 +496,6 @@ def summarize_run(run_dir: Path) -> RunSummary:
         summary.epochs = len(history)
         events = read_events(run_dir)
         summary.chunks = count_chunks(events) or len({row.get("chunk") for row in history})
-        summary.updated = recorded_update_time(run_dir, events) or summary.updated
         folder = run_dir / "checkpoints"
         summary.checkpoints = sum(1 for _ in folder.glob("*.npz")) if folder.is_dir() else 0
         scored = [r for r in history if r.get("val_top3") is not None]
@@ -513,10 +505,12 @@ def summarize_run(run_dir: Path) -> RunSummary:
             summary.best_val_accuracy = best.get("val_accuracy")
             summary.best_epoch = best.get("epoch")
         eval_path = run_dir / "eval.json"
-        if eval_path.exists():
-            ev = read_json(eval_path)
+        ev = read_json(eval_path) if eval_path.exists() else None
+        if ev is not None:
             summary.test_top1, summary.test_top3 = ev.get("top1"), ev.get("top3")
-        summary.status = effective_status(run_dir).get("state", "created")
+        status = effective_status(run_dir)
+        summary.status = status.get("state", "created")
+        summary.updated = recorded_update_time(events, status, ev) or summary.updated
     except (RunError, OSError, ValueError, KeyError, TypeError) as exc:
         summary.status = "damaged"
         summary.damaged = str(exc)

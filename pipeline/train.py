@@ -244,6 +244,10 @@ def load_dataset(config: RunConfig):
     return build_cache(dataset_spec(config), cache_root())
 
 
+def _silent(line: str, live: bool = False) -> None:
+    """The progress reporter when nobody listens."""
+
+
 def refuse_retraining_a_record(run_dir: Path) -> None:
     """A run with recorded epochs but no checkpoint (a cloned run: checkpoints stay out of git; an
     imported seed log) must not silently start again from epoch 1 and overwrite its history."""
@@ -260,7 +264,7 @@ class Trainer:
     """One chunk of training of one run. Use `run_chunks`, which holds the run's lock."""
 
     def __init__(self, run_dir: Path, chunk: int, epochs_per_chunk: int | None, stop: _StopFlag,
-                 report=None):
+                 report=_silent):
         import keras
         import tensorflow as tf
 
@@ -271,8 +275,8 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.chief = is_chief()
         # Human-readable progress lines (the CLI prints them; live=True marks a transient batch
-        # line a terminal may overwrite); only the chief reports.
-        self.report = report if (report is not None and self.chief) else (lambda line, live=False: None)
+        # line a terminal may overwrite); run_chunks passes _silent to non-chief workers.
+        self.report = report
         self.config = runs.read_config(run_dir)
         if ckpt.latest_checkpoint(self.run_dir) is None:
             refuse_retraining_a_record(self.run_dir)
@@ -543,7 +547,7 @@ def run_chunks(run_dir: Path, chunks: int = 1, epochs_per_chunk: int | None = No
     0 done, 130/143 stopped by SIGINT/SIGTERM (saved; resume continues). `report`, when given, gets a
     human-readable line at each chunk's start and end and after every epoch, and `live=True` batch
     lines in between (every few seconds)."""
-    say = report if (report is not None and is_chief()) else (lambda line, live=False: None)
+    say = report if (report is not None and is_chief()) else _silent
     run_dir = Path(run_dir)
     configure_runtime()
     lock = runs.RunLock(run_dir) if is_chief() else None
@@ -561,7 +565,7 @@ def run_chunks(run_dir: Path, chunks: int = 1, epochs_per_chunk: int | None = No
             if lock:
                 _note_crash(run_dir, events)
             chunk = runs.count_chunks(events) + 1
-            trainer = Trainer(run_dir, chunk, epochs_per_chunk, stop, report)
+            trainer = Trainer(run_dir, chunk, epochs_per_chunk, stop, say)
             state = trainer.state
             where = (f"resuming from {trainer.resumed_from} at epoch {state['epoch'] + 1}, batch {state['batch']}"
                      if trainer.resumed_from else "from the start")

@@ -95,15 +95,21 @@ def exported_table(index: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def show_exported(web: Path) -> None:
+def web_index(web: Path) -> tuple[dict, str | None]:
+    """web/models/index.json, or an empty index and the reason it could not be read."""
     from pipeline.errors import QuickDrawError
     from pipeline.export import read_index
 
-    st.subheader("On the web page now")
     try:
-        index = read_index(web)
+        return read_index(web), None
     except QuickDrawError as exc:
-        st.error(str(exc))
+        return {"default": None, "models": []}, str(exc)
+
+
+def show_exported(index: dict, problem: str | None) -> None:
+    st.subheader("On the web page now")
+    if problem:
+        st.error(problem)
         return
     if not index.get("models"):
         st.info("No model is exported to web/models yet.")
@@ -115,15 +121,9 @@ def show_exported(web: Path) -> None:
                "changes that.")
 
 
-def _preselect(names: list[str]) -> int:
+def _preselect(names: list[str], index: dict) -> int:
     """The newest run not on the web page yet (what one usually wants to export next), else the first."""
-    from pipeline.errors import QuickDrawError
-    from pipeline.export import read_index
-
-    try:
-        exported = {m.get("run") for m in read_index(common.REPO / "web").get("models", [])}
-    except QuickDrawError:
-        exported = set()
+    exported = {m.get("run") for m in index.get("models", [])}
     return next((i for i, name in enumerate(names) if name not in exported), 0)
 
 
@@ -134,8 +134,10 @@ def render() -> None:
         st.info("No run has a trained model to export yet.")
         return
     names = [r["name"] for r in runs]
+    web = common.REPO / "web"
+    index, problem = web_index(web)
     c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
-    run = c1.selectbox("Run", names, index=_preselect(names), key="export_run")
+    run = c1.selectbox("Run", names, index=_preselect(names, index), key="export_run")
     checkpoint = c2.selectbox("Checkpoint", ["best", "last"], key="export_checkpoint")
     quantize = c3.selectbox("Quantize", QUANTIZE, key="export_quantize")
     verify = c4.checkbox("Verify in Chromium", value=True, key="export_verify")
@@ -148,8 +150,7 @@ def render() -> None:
         except Exception as exc:  # noqa: BLE001 - show any launch failure instead of breaking the page
             st.error(str(exc))
     job_panel(run)
-    web = common.REPO / "web"
-    show_exported(web)
+    show_exported(index, problem)
     st.subheader("Try it in the browser")
     st.code(f"python -m http.server -d {Path('web') if Path.cwd() == common.REPO else web} 8000", language="bash")
     st.caption("then open http://localhost:8000 - the page lists the models of web/models/index.json.")

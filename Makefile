@@ -4,6 +4,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 TFJS_BUNDLE := web/vendor/tf.min.js
+# The WebAssembly backend (the page's default): its bundle and the three binaries it picks from.
+WASM_DIST := web/node_modules/@tensorflow/tfjs-backend-wasm/dist
+WASM_VENDOR := $(addprefix web/vendor/,tf-backend-wasm.min.js tfjs-backend-wasm.wasm \
+	tfjs-backend-wasm-simd.wasm tfjs-backend-wasm-threaded-simd.wasm)
 
 .PHONY: run test web install install-test chromium lint bench experiment clean
 
@@ -29,12 +33,15 @@ $(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
 	$(BIN)/pip install -q -r requirements-test.txt
 	touch $@
 
-# TensorFlow.js comes from the pinned npm package; the copied bundle is git-ignored.
-web: $(TFJS_BUNDLE)
+# TensorFlow.js and its wasm backend come from the pinned npm packages; the copies are git-ignored.
+web: $(TFJS_BUNDLE) $(WASM_VENDOR)
 $(TFJS_BUNDLE): web/package.json web/package-lock.json
 	cd web && npm ci --no-audit --no-fund --loglevel=error
 	mkdir -p web/vendor
 	cp web/node_modules/@tensorflow/tfjs/dist/tf.min.js $(TFJS_BUNDLE)
+$(WASM_VENDOR): web/vendor/%: $(TFJS_BUNDLE)
+	test -f $(WASM_DIST)/$* || (cd web && npm ci --no-audit --no-fund --loglevel=error)
+	cp $(WASM_DIST)/$* $@
 
 # The system Chromium when there is one, otherwise Playwright's own build (needs internet).
 chromium: $(VENV)/.installed-test

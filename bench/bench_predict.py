@@ -1,4 +1,4 @@
-"""Prediction latency: the web page in Chromium (TF.js, WebGL and CPU backends) beside Python.
+"""Prediction latency: the web page in Chromium (TF.js wasm, WebGL and CPU backends) beside Python.
 
     python bench/bench_predict.py [--n 200] [--runs-dir DIR] [--runs RUN_DIR ...]
 
@@ -8,7 +8,9 @@ exports them with `pipeline.export`, serves a copy of web/ and, in headless Chro
 times `window.quickdraw.predictStrokes` (preprocessing + model, exactly what a stroke triggers) on
 `--n` real drawings per model and backend. The same drawings go through `Predictor.predict` in
 Python. p50/p95 in milliseconds; ratios against Python. WebGL here is software-rendered (SwiftShader:
-no GPU on this machine), so it says little about WebGL on a real GPU.
+no GPU on this machine), so it says little about WebGL on a real GPU. The wasm backend runs
+single-threaded with SIMD, as from any plain static server (threads need cross-origin isolation).
+It also prints the backend the page picks when none is forced.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ sys.path.insert(0, str(REPO))
 SHARED = Path(os.environ.get("QUICKDRAW_SHARED", REPO.parent / "shared" / "quickdraw"))
 CLASSES = ("apple", "banana", "cat", "fish", "house", "bicycle", "eye", "diamond", "rainbow", "tree")
 MODELS = {"cnn": {}, "mobilenet": {"alpha": 0.25, "input_size": 32}}
-BACKENDS = {"webgl": "webgl (software-rendered, SwiftShader)", "cpu": "cpu"}
+BACKENDS = {"wasm": "wasm (XNNPACK, SIMD, single-threaded)", "webgl": "webgl (software-rendered, SwiftShader)",
+            "cpu": "cpu (plain JavaScript)"}
 
 _TIME_JS = """
 async ({drawings}) => {
@@ -42,6 +45,12 @@ async ({drawings}) => {
   }
   return {times, backend: tf.getBackend()};
 }
+"""
+
+
+_BACKEND_JS = """
+async () => tf.getBackend() !== 'wasm' ? tf.getBackend() : 'wasm (' +
+  ((await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')) ? 'SIMD' : 'no SIMD') + ', ' + tf.wasm.getThreadsCount() + ' thread(s))'
 """
 
 
@@ -110,6 +119,11 @@ def browser_latency(runs: dict, sample: list, workdir: Path) -> dict:
     with static_server(web) as base, sync_playwright() as p:
         browser = p.chromium.launch(**launch_kwargs())
         try:
+            page = browser.new_page()  # no ?backend=: the page's own choice
+            page.goto(f"{base}/index.html")
+            page.wait_for_function("document.body.dataset.model !== undefined", timeout=120_000)
+            results["default"] = page.evaluate(_BACKEND_JS)
+            page.close()
             for model, run_dir in runs.items():
                 for backend in BACKENDS:
                     page = browser.new_page()
@@ -152,6 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
         browser = browser_latency(runs, sample, workdir)
     rows = []
     print(f"Prediction latency per drawing (preprocessing + model), {len(sample)} real drawings, ms")
+    print(f"The page's default TF.js backend here (no ?backend=): {browser['default']}")
     print(f"{'model':10} {'where':50} {'p50':>8} {'p95':>8} {'p50 / Python':>13}")
     for model in runs:
         py = python[model]
@@ -165,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
             rows.append({"model": model, "where": f"chromium {label}", **r, "ratio_p50": r["p50_ms"] / py["p50_ms"]})
             print(f"{model:10} {'chromium ' + label:50} {r['p50_ms']:8.2f} {r['p95_ms']:8.2f} "
                   f"{r['p50_ms'] / py['p50_ms']:13.2f}")
-    return {"n": len(sample), "rows": rows}
+    return {"n": len(sample), "default_backend": browser["default"], "rows": rows}
 
 
 if __name__ == "__main__":

@@ -164,3 +164,51 @@ def load_run_model(run_dir: Path, checkpoint: str = "best"):
     model_values, _, _ = read_checkpoint(path)
     restore(model, None, model_values, [])
     return model
+
+
+def init_source_path(source: str, runs_dir: Path) -> Path:
+    """The model file a warm start (`train --init-from SOURCE`) reads: a run's best model, or a saved
+    Keras model file (.keras, or a notebook's legacy .h5)."""
+    candidate = Path(source)
+    if candidate.suffix in (".keras", ".h5"):
+        if not candidate.is_file():
+            raise RunError(f"--init-from {source}: no such model file; give a .keras/.h5 file or a run name.")
+        return candidate
+    run_model = Path(runs_dir) / source / "model" / "model.keras"
+    if not run_model.is_file():
+        raise RunError(f"--init-from {source}: no run '{source}' with a trained model in {runs_dir} and not a "
+                       ".keras/.h5 file; `python -m pipeline runs` lists the runs.")
+    return run_model
+
+
+def warm_start(model, source: str, runs_dir: Path) -> Path:
+    """Copy another model's weights into `model` (same architecture and classes), leaving the optimizer
+    and schedule fresh. A different architecture is an error naming the first variable that does not
+    fit, never a silent partial copy."""
+    import keras
+
+    path = init_source_path(source, runs_dir)
+    try:
+        if path.suffix == ".keras":
+            donor = keras.models.load_model(path, compile=False, safe_mode=True)
+        else:
+            donor = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many types for unreadable files
+        raise RunError(f"--init-from {path}: cannot load the model ({type(exc).__name__}: {exc}).") from None
+    # Weights in layer order; the donor may lack our weight-free preprocessing layers (a notebook's
+    # model scaled its input outside), which is why order, not layer names, is matched.
+    ours, theirs = model.weights, donor.weights
+    for index, variable in enumerate(ours):
+        if index >= len(theirs):
+            raise RunError(f"--init-from {path}: it has {len(theirs)} weights, this model needs {len(ours)} "
+                           f"(first missing: {variable.path}); use the same --model, options and classes.")
+        if tuple(variable.shape) != tuple(theirs[index].shape):
+            raise RunError(f"--init-from {path}: weight {variable.path} has shape {tuple(variable.shape)} here but "
+                           f"{tuple(theirs[index].shape)} in the source ({theirs[index].path}); use the same "
+                           "--model, options and classes.")
+    if len(theirs) != len(ours):
+        raise RunError(f"--init-from {path}: it has {len(theirs)} weights, this model {len(ours)}; use the same "
+                       "--model, options and classes.")
+    for variable, value in zip(ours, donor.get_weights(), strict=True):
+        variable.assign(value)
+    return path

@@ -123,7 +123,15 @@ def cmd_train(args) -> int:
         strategy=args.strategy,
         model_options=json.loads(args.model_options) if args.model_options else {},
         max_epochs=args.max_epochs,
+        schedule=args.schedule, warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
+        weight_decay=args.weight_decay, augment=args.augment, augment_shift=args.augment_shift,
+        augment_scale=args.augment_scale, augment_rotate=args.augment_rotate, init_from=args.init_from,
+        resume_mode=args.resume_mode,
     )
+    if config.init_from:
+        from pipeline.checkpoints import init_source_path
+
+        init_source_path(config.init_from, _runs_dir(args))  # a wrong source fails before the run exists
     run_dir = train.create_run(config, _runs_dir(args))
     return train.run_chunks(run_dir, chunks=args.chunks, report=_say)
 
@@ -260,6 +268,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-every-batches", type=_positive_int, help="mid-epoch save interval (default: about 5 minutes)")
     p.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default="default")
     p.add_argument("--model-options", help="JSON of model options, e.g. '{\"alpha\": 0.5, \"input_size\": 32}'")
+    recipe = p.add_argument_group("recipe (recorded in config.json)")
+    recipe.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau",
+                        help="plateau: halve the rate when val loss stalls (default); cosine: per-batch cosine "
+                             "decay over --max-epochs")
+    recipe.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warmup before the cosine decay")
+    recipe.add_argument("--label-smoothing", type=float, default=0.0, help="e.g. 0.1")
+    recipe.add_argument("--weight-decay", type=float, default=0.0, help="decoupled weight decay (AdamW), e.g. 1e-4")
+    recipe.add_argument("--augment", action="store_true",
+                        help="random small shifts, scales and rotations of each training image")
+    recipe.add_argument("--augment-shift", type=float, default=0.08, help="largest shift, fraction of the side")
+    recipe.add_argument("--augment-scale", type=float, default=0.12, help="largest relative scale change, each axis")
+    recipe.add_argument("--augment-rotate", type=float, default=12.0, help="largest rotation in degrees")
+    recipe.add_argument("--init-from", metavar="RUN|MODEL.keras|MODEL.h5",
+                        help="warm start: start from another model's weights with a fresh optimizer and schedule")
+    recipe.add_argument("--resume-mode", choices=("exact", "weights"), default="exact",
+                        help="exact: every chunk continues the optimizer and schedule (default); weights: every "
+                             "chunk restarts them from the saved weights, as the seed's notebook did")
     runs_dir_option(p)
 
     p = add("resume", cmd_resume, "continue a run from its last saved point (mid-epoch included)")

@@ -45,9 +45,11 @@ def metrics_from_probabilities(probs: np.ndarray, labels: np.ndarray, classes: l
     order = np.argsort(-off_diagonal, axis=None, kind="stable")[:15]
     top_confusions = [{"true": classes[i // k], "pred": classes[i % k], "count": int(off_diagonal.flat[i])}
                       for i in order if off_diagonal.flat[i] > 0]
+    # Class-balanced accuracy: the mean of per-class top-1, so frequent classes do not hide weak ones.
+    balanced = float(np.mean([v["top1"] for v in per_class.values()]))
     return {
         "top1": float(np.mean(predicted == labels)), "top3": float(np.mean(hits.any(axis=1))), "map3": map3,
-        "n": int(n), "classes": list(classes), "per_class": per_class, "confusion": confusion.tolist(),
+        "balanced_top1": balanced, "n": int(n), "classes": list(classes), "per_class": per_class, "confusion": confusion.tolist(),
         "top_confusions": top_confusions,
     }
 
@@ -162,7 +164,8 @@ def evaluate_run(run_dir: Path | str, data: str | Path | None = None, checkpoint
 
 def format_report(result: dict) -> str:
     lines = [f"evaluated {result['n']} drawings ({result['data']}, checkpoint {result['checkpoint']})",
-             f"top-1 {result['top1']:.4f}   top-3 {result['top3']:.4f}   MAP@3 {result['map3']:.4f}"]
+             f"top-1 {result['top1']:.4f}   top-3 {result['top3']:.4f}   MAP@3 {result['map3']:.4f}   "
+             f"class-balanced top-1 {result['balanced_top1']:.4f}"]
     if result.get("skipped_classes"):
         lines.append(f"skipped classes the model does not know: {', '.join(result['skipped_classes'])}")
     worst = sorted(result["per_class"].items(), key=lambda kv: kv[1]["top1"])[:5]

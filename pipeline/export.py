@@ -44,7 +44,7 @@ QUANTIZE_CHOICES = ("none", "float16", "uint8")
 FLOAT32_TOLERANCE = 1e-4
 QUANTIZED_MIN_AGREEMENT = 0.99
 VERIFY_SAMPLES = 200
-VERIFY_BACKEND = "cpu"  # exact float32 kernels; the page itself prefers webgl when it exists
+VERIFY_BACKEND = "cpu"  # exact float32 kernels; the page itself prefers wasm (tests/test_web_backends.py)
 TFJS_BUNDLE = Path("vendor") / "tf.min.js"
 _MOUNT = "/__export__/"
 

@@ -75,7 +75,7 @@ def build_mobilenet(num_classes: int, input_shape: tuple[int, int, int], alpha: 
 
 
 def build_qdnet(num_classes: int, input_shape: tuple[int, int, int], width: int = 32,
-                dropout: float = 0.25) -> keras.Model:
+                dropout: float = 0.25, blocks: int = 1, dense: int | None = None) -> keras.Model:
     """Ours: the seed's three-stage layout, twice as wide, with batch norm and dropout.
 
     Conv width/2w/4w (3x3, same) each + batch norm + ReLU + 2x2 max-pool, dropout, Dense 8w, dropout,
@@ -85,14 +85,17 @@ def build_qdnet(num_classes: int, input_shape: tuple[int, int, int], width: int 
     """
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
+    if not 1 <= int(blocks) <= 3:
+        raise QuickDrawError(f"qdnet blocks (convolutions per stage) must be 1-3, got {blocks}.")
     for filters in (width, width * 2, width * 4):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization(momentum=0.9)(x)
-        x = layers.ReLU()(x)
+        for _ in range(int(blocks)):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+            x = layers.BatchNormalization(momentum=0.9)(x)
+            x = layers.ReLU()(x)
         x = layers.MaxPooling2D(2)(x)
     x = layers.Flatten()(x)
     x = layers.Dropout(dropout)(x)
-    x = layers.Dense(width * 8, activation="relu")(x)
+    x = layers.Dense(int(dense or width * 8), activation="relu")(x)
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="qdnet")
@@ -104,8 +107,9 @@ REGISTRY: dict[str, ModelSpec] = {
                            "Keras MobileNet v1 from scratch; options alpha (0.25-1.0), input_size (32-128)",
                            ("alpha", "input_size", "dropout")),
     "qdnet": ModelSpec("qdnet", build_qdnet, 0.002,
-                       "ours: the seed's layout twice as wide with batch norm and dropout; options width, dropout",
-                       ("width", "dropout")),
+                       "ours: the seed's layout twice as wide with batch norm and dropout; options width, "
+                       "dropout, blocks (convolutions per stage), dense (units of the hidden dense layer)",
+                       ("width", "dropout", "blocks", "dense")),
 }
 
 

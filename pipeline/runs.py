@@ -73,7 +73,26 @@ class RunConfig:
     time_channel: bool = False
     # Runs from before the vectorised bitmap-row split have no such field: they keep blake2b.
     split_scheme: str = "blake2b"
+    # The recipe (issue 9). Every field is recorded, so Compare can show what differs between runs.
+    # lr schedule: "plateau" (ReduceLROnPlateau above) or "cosine" (per-batch cosine decay to
+    # lr_min over max_epochs after a linear warmup of warmup_epochs); both are pure functions of
+    # saved state, so a resume continues them exactly.
+    schedule: str = "plateau"
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    weight_decay: float = 0.0  # decoupled (AdamW) when above 0
+    # Random affine jitter of each training image, drawn from a stateless RNG keyed by
+    # (seed, epoch, batch): a resumed epoch replays the same augmentation.
     augment: bool = False
+    augment_shift: float = 0.08  # fraction of the side, each direction
+    augment_scale: float = 0.12  # relative, each axis independently
+    augment_rotate: float = 12.0  # degrees
+    # Warm start: the weights this run started from (a run name or a .keras/.h5 file), with a
+    # fresh optimizer and schedule - the seed's way of resuming.
+    init_from: str | None = None
+    # "exact" (everything resumes) or "weights": each chunk reloads only the model weights and starts a
+    # fresh optimizer and plateau schedule - how the seed resumed its notebook, kept to measure the cost.
+    resume_mode: str = "exact"
     parent: dict | None = None  # {"run": name, "epoch": E} for a branch
     imported_from: str | None = None
     created: str = ""

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import checkpoints as ckpt
-from pipeline import runs
+from pipeline import recipe, runs
 from pipeline.errors import QuickDrawError, RunError
 from pipeline.models import model_spec
 from pipeline.runs import RunConfig
@@ -70,7 +70,7 @@ def make_config(*, name: str, model: str, classes: tuple[str, ...], per_class: i
             raise QuickDrawError(f"--image-size must be between 28 and 256, got {size}.")
     else:
         raise QuickDrawError(f"unknown representation '{representation}'; use bitmap28 or strokes.")
-    return RunConfig(
+    config = RunConfig(
         name=name, model=model, classes=tuple(classes), per_class=int(per_class),
         representation=representation, image_size=size, source=source,
         data_root=str(resolve_data_root(data_root)), epochs_per_chunk=int(epochs_per_chunk),
@@ -79,6 +79,8 @@ def make_config(*, name: str, model: str, classes: tuple[str, ...], per_class: i
         max_epochs=max_epochs, created=runs.now_iso(), versions=library_versions(),
         **{"split_scheme": "rows64", **extra},
     )
+    recipe.validate(config)
+    return config
 
 
 def create_run(config: RunConfig, runs_dir: Path | str) -> Path:
@@ -127,22 +129,7 @@ def branch_run(parent_dir: Path, name: str, from_epoch: int | None = None, learn
     return run_dir
 
 
-# ---------------------------------------------------------------- learning-rate schedule
-def plateau_step(schedule: dict, val_loss: float, factor: float, patience: int, min_lr: float,
-                 min_delta: float = 1e-4) -> dict:
-    """Keras' ReduceLROnPlateau (mode min, cooldown 0) as a pure function of saved state."""
-    schedule = dict(schedule)
-    if val_loss < schedule["best"] - min_delta:
-        schedule["best"] = float(val_loss)
-        schedule["wait"] = 0
-    else:
-        schedule["wait"] += 1
-        if schedule["wait"] >= patience and schedule["lr"] > min_lr:
-            schedule["lr"] = float(max(schedule["lr"] * factor, min_lr))
-            schedule["wait"] = 0
-    return schedule
-
-
+# ---------------------------------------------------------------- state
 def initial_state(config: RunConfig) -> dict:
     return {
         "epoch": 0, "batch": 0, "partial": None,
@@ -294,17 +281,24 @@ class Trainer:
         shape = input_shape_for(self.config.representation, self.config.image_size, self.config.time_channel)
         with self.strategy.scope():
             self.model = build_model(self.config.model, len(self.config.classes), shape, **self.config.model_options)
-            self.optimizer = keras.optimizers.Adam(learning_rate=self.config.learning_rate)
+            self.optimizer = recipe.make_optimizer(self.config)
             self.optimizer.build(self.model.trainable_variables)
 
         saved = ckpt.latest_checkpoint(self.run_dir)
         if saved is not None:
             model_values, optimizer_values, self.state = ckpt.read_checkpoint(saved)
-            ckpt.restore(self.model, self.optimizer, model_values, optimizer_values)
+            if self.config.resume_mode == "weights":
+                # The seed's way of resuming: the saved model, a new optimizer, a new plateau schedule.
+                ckpt.restore(self.model, None, model_values, [])
+                self.state["schedule"] = initial_state(self.config)["schedule"]
+            else:
+                ckpt.restore(self.model, self.optimizer, model_values, optimizer_values)
             self.resumed_from = saved.name
         else:
             self.state = initial_state(self.config)
             self.resumed_from = None
+            if self.config.init_from:
+                ckpt.warm_start(self.model, self.config.init_from, Path(self.run_dir).parent)
         self._build_steps()
         self.tb_writer = tf.summary.create_file_writer(str(self.run_dir / "tb")) if self.chief else None
 
@@ -320,10 +314,19 @@ class Trainer:
             top3 = tf.cast(tf.math.in_top_k(labels, probs, 3), tf.float32)
             return per_example, top1, top3
 
-        def train_replica(images, labels, global_batch):
+        cfg = self.config
+        num_classes = len(cfg.classes)
+
+        def train_replica(images, labels, global_batch, key):
+            images = tf.cast(images, tf.float32)
+            if cfg.augment:
+                images = recipe.augment_images(images, key, cfg.augment_shift, cfg.augment_scale, cfg.augment_rotate)
             with tf.GradientTape() as tape:
-                probs = model(tf.cast(images, tf.float32), training=True)
+                probs = model(images, training=True)
                 per_example, top1, top3 = metrics(labels, probs)
+                if cfg.label_smoothing:
+                    per_example = recipe.training_loss(tf.cast(labels, tf.int32), probs, num_classes,
+                                                       cfg.label_smoothing)
                 loss = tf.reduce_sum(per_example) / global_batch
             grads = tape.gradient(loss, model.trainable_variables)
             optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
@@ -337,8 +340,8 @@ class Trainer:
                              tf.cast(tf.shape(labels)[0], tf.float32)])
 
         @tf.function
-        def train_step(images, labels, global_batch):
-            sums = strategy.run(train_replica, args=(images, labels, global_batch))
+        def train_step(images, labels, global_batch, key):
+            sums = strategy.run(train_replica, args=(images, labels, global_batch, key))
             return strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None)
 
         @tf.function
@@ -411,8 +414,13 @@ class Trainer:
             data = self._feed(order, batch_size, start_batch=state["batch"])
             for images, labels in data:
                 t0 = time.monotonic()
+                if cfg.schedule != "plateau":
+                    state["schedule"]["lr"] = recipe.batch_lr(cfg, state["schedule"], epoch, state["batch"],
+                                                              batches_per_epoch)
+                    self.optimizer.learning_rate.assign(state["schedule"]["lr"])
                 global_batch = self.tf.constant(self._batch_len(labels), self.tf.float32)
-                sums = self.train_step(images, labels, global_batch).numpy()
+                key = recipe.augmentation_seed(cfg.seed, epoch, state["batch"])
+                sums = self.train_step(images, labels, global_batch, key).numpy()
                 for key, value in zip(("loss", "top1", "top3", "n"), sums, strict=True):
                     partial[key] += float(value)
                 state["batch"] += 1
@@ -480,7 +488,9 @@ class Trainer:
         }
         state["history"] = [r for r in state["history"] if r["epoch"] < epoch] + [row]
         state["epoch"], state["batch"], state["partial"] = epoch, 0, None
-        state["schedule"] = plateau_step(state["schedule"], val["loss"], cfg.lr_factor, cfg.lr_patience, cfg.lr_min)
+        if cfg.schedule == "plateau":
+            state["schedule"] = recipe.plateau_step(state["schedule"], val["loss"], cfg.lr_factor, cfg.lr_patience,
+                                                    cfg.lr_min)
         improved = state["best"] is None or (val["top3"], -val["loss"]) > (state["best"]["val_top3"], -state["best"]["val_loss"])
         if improved:
             state["best"] = {"epoch": epoch, "val_top3": val["top3"], "val_accuracy": val["accuracy"], "val_loss": val["loss"]}

@@ -359,6 +359,9 @@ def test_compare_uses_selection_and_offers_downloads(runs_env):
     assert not at.exception
     best = _dataframe(at, "compare_best")
     assert set(best["run"]) == {"cnn-finished", "seed-notebook", "cnn-running"}
+    recipe = next(df.value for df in at.dataframe if "schedule" in df.value.columns).set_index("run")
+    assert recipe.loc["cnn-finished", "schedule"] == "plateau" and recipe.loc["cnn-finished", "resume"] == "exact"
+    assert {"label smoothing", "weight decay", "augment", "init from", "options"} <= set(recipe.columns)
     assert at.get("download_button")
 
 

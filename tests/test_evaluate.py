@@ -19,6 +19,8 @@ def test_metrics_by_hand():
     # MAP@3: 1 (rank 1) + 1/2 (b ranked 2nd) + 1/3 (c ranked 3rd) + 0
     assert m["map3"] == pytest.approx((1 + 1 / 2 + 1 / 3) / 4)
     assert m["confusion"][1][2] == 1 and m["per_class"]["a"]["n"] == 2
+    # Class-balanced: a 1/2, b 0, c 0 (d has no drawing, so it does not count).
+    assert m["balanced_top1"] == pytest.approx((1 / 2) / 3)
     assert m["top_confusions"][0]["count"] == 1
 
 

@@ -36,6 +36,19 @@ def test_mobilenet_input_size_and_width_are_configurable():
         build_model("mobilenet", 10, (28, 28, 1), input_size=16)
 
 
+def test_qdnet_width_depth_and_dense_are_configurable():
+    base = build_model("qdnet", 56, (28, 28, 1))
+    wide = build_model("qdnet", 56, (28, 28, 1), width=48)
+    deep = build_model("qdnet", 56, (28, 28, 1), blocks=2)
+    narrow_head = build_model("qdnet", 56, (28, 28, 1), dense=64)
+    assert base.count_params() == 402_904  # the shipped qdnet of earlier experiments
+    assert wide.count_params() == 894_632
+    convs = [layer for layer in deep.layers if layer.__class__.__name__ == "Conv2D"]
+    assert len(convs) == 6 and deep.count_params() > base.count_params() > narrow_head.count_params()
+    with pytest.raises(QuickDrawError, match="blocks"):
+        build_model("qdnet", 56, (28, 28, 1), blocks=5)
+
+
 def test_unknown_model_and_option_are_clear_errors():
     with pytest.raises(QuickDrawError, match="unknown model 'resnet'"):
         build_model("resnet", 10, (28, 28, 1))

@@ -11,7 +11,9 @@ from pipeline import runs
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO / "runs"
-BITMAP_RUNS = ("cnn-56", "mobilenet-56", "qdnet-56", "cnn-56-seed1", "qdnet-56-seed1")
+BITMAP_RUNS = ("cnn-56", "cnn-56-seed1", "cnn-56-seedway", "mobilenet-56", "qdnet-56", "qdnet-56-seed1")
+BEST_RUNS = ("qdnet-56", "qdnet-56-seed1")
+ALL_BITMAPS = 111_548  # every drawing of ../shared/quickdraw/bitmaps (its README)
 STROKE_RUNS = ("strokes-exp-bitmap28", "strokes-exp-colour")
 
 
@@ -39,13 +41,36 @@ def test_bitmap_runs_were_interrupted_both_ways_and_resumed(name):
     assert (run_dir / "eval.json").exists() and list((run_dir / "tb").iterdir())
 
 
-def test_our_model_beats_the_seed_cnn_by_three_points():
-    def top1(name):
-        return json.loads((RUNS / name / "eval.json").read_text())["top1"]
+def evaluation(name):
+    return json.loads((RUNS / name / "eval.json").read_text())
 
-    cnn = (top1("cnn-56") + top1("cnn-56-seed1")) / 2
-    ours = (top1("qdnet-56") + top1("qdnet-56-seed1")) / 2
+
+def test_the_bitmap_runs_use_every_drawing_at_natural_frequencies():
+    for name in BITMAP_RUNS:
+        config = runs.read_config(RUNS / name)
+        assert config.per_class >= 8003 and config.source == "numpy_bitmap", name  # no cap on any class
+        result = evaluation(name)
+        # The test split is a tenth of all 111,548 drawings, by the hash split.
+        assert abs(result["n"] - ALL_BITMAPS * config.test_fraction) < 0.01 * ALL_BITMAPS, (name, result["n"])
+        assert {"top1", "top3", "map3", "balanced_top1"} <= set(result)
+
+
+def test_the_best_model_meets_the_target_on_the_test_split():
+    best = max(BEST_RUNS, key=lambda n: evaluation(n)["top1"])
+    assert evaluation(best)["top1"] >= 0.87 and evaluation(best)["top3"] >= 0.95, evaluation(best)
+    cnn = (evaluation("cnn-56")["top1"] + evaluation("cnn-56-seed1")["top1"]) / 2
+    ours = sum(evaluation(n)["top1"] for n in BEST_RUNS) / len(BEST_RUNS)
     assert ours - cnn >= 0.03, (ours, cnn)
+
+
+def test_the_seeds_way_of_resuming_is_shipped_beside_exact_resume():
+    exact, seedway = runs.read_config(RUNS / "cnn-56"), runs.read_config(RUNS / "cnn-56-seedway")
+    assert (exact.resume_mode, seedway.resume_mode) == ("exact", "weights")
+    assert (exact.classes, exact.per_class, exact.seed, exact.max_epochs) == \
+        (seedway.classes, seedway.per_class, seedway.seed, seedway.max_epochs)
+    # Every resume of the seed's way restarted the schedule at the base rate.
+    points = [e for e in runs.read_events(RUNS / "cnn-56-seedway") if e["event"] == "resume_point"]
+    assert points and all(p["plateau"]["lr"] == seedway.learning_rate for p in points)
 
 
 def test_stroke_experiment_uses_the_same_drawings_and_split():

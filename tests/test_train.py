@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from pipeline import checkpoints as ckpt
-from pipeline import runs, train
+from pipeline import runs
 
 CLASSES = ["apple", "banana", "cat", "fish"]
 PER_CLASS = 250  # ~800 training drawings: 13 batches of 64 an epoch
@@ -38,6 +38,9 @@ def cli(env, *args, check=True, **kw):
 
 
 def train_args(shared, name, epochs, chunks=1, model="cnn", extra=(), per_class=PER_CLASS):
+    if "--model" in extra:  # a recipe that names its own model
+        model = extra[list(extra).index("--model") + 1]
+        extra = [a for i, a in enumerate(extra) if a != "--model" and (i == 0 or extra[i - 1] != "--model")]
     return ["train", "--name", name, "--model", model, "--classes", *CLASSES, "--per-class", str(per_class),
             "--epochs-per-chunk", str(epochs), "--chunks", str(chunks), "--data", str(shared),
             "--batch-size", "64", "--seed", "7", *extra]
@@ -62,13 +65,28 @@ def assert_same_training(a, b):
     assert sa["schedule"] == pytest.approx(sb["schedule"])
 
 
+# The recipe of issue 9 (per-batch cosine schedule with warmup, label smoothing, AdamW, augmentation
+# keyed by the batch position) on qdnet (batch norm, dropout): everything it adds to the training
+# state must resume exactly too.
+RECIPE = ("--model", "qdnet", "--schedule", "cosine", "--warmup-epochs", "1", "--label-smoothing", "0.1",
+          "--weight-decay", "0.02", "--augment")
+RECIPES = {"seed-recipe": (), "new-recipe": RECIPE}
+
+
 @pytest.mark.slow
-def test_two_chunks_equal_one_chunk(shared, env, tmp_path):
+@pytest.mark.parametrize("recipe", RECIPES.values(), ids=RECIPES.keys())
+def test_two_chunks_equal_one_chunk(shared, env, tmp_path, recipe):
     runs_dir = tmp_path / "runs"
-    cli(env, *train_args(shared, "whole", 4))
-    first = cli(env, *train_args(shared, "halves", 2))
+    extra = (*recipe, "--max-epochs", "4")
+    cli(env, *train_args(shared, "whole", 4, extra=extra))
+    first = cli(env, *train_args(shared, "halves", 2, extra=extra))
     second = cli(env, "resume", "halves", "--epochs-per-chunk", "2")
     assert_same_training(runs_dir / "whole", runs_dir / "halves")
+    if recipe:
+        config = runs.read_config(runs_dir / "halves")
+        assert (config.schedule, config.augment, config.label_smoothing) == ("cosine", True, 0.1)
+        rates = [r["lr"] for r in runs.read_history(runs_dir / "halves")]
+        assert rates == sorted(rates, reverse=True) and rates[-1] < 1e-4  # decayed to the end, across chunks
     # The command line says what it is doing: a line per chunk and per epoch (no batch lines in a log).
     assert "run halves, chunk 1: 2 epoch(s)" in first.stdout and "from the start" in first.stdout
     assert [line.split("(")[0].split() for line in first.stdout.splitlines() if line.startswith("epoch")] == \
@@ -101,12 +119,14 @@ def status_of(run_dir):
 
 
 @pytest.mark.slow
-def test_sigterm_mid_epoch_saves_and_resume_matches_uninterrupted(shared, env, tmp_path):
+@pytest.mark.parametrize("recipe", RECIPES.values(), ids=RECIPES.keys())
+def test_sigterm_mid_epoch_saves_and_resume_matches_uninterrupted(shared, env, tmp_path, recipe):
     runs_dir = tmp_path / "runs"
+    extra = (*recipe, "--max-epochs", "3")
     # Larger epochs (~40 batches) so the signal lands inside the epoch it was aimed at.
-    cli(env, *train_args(shared, "whole", 3, per_class=800))
+    cli(env, *train_args(shared, "whole", 3, per_class=800, extra=extra))
     run_dir = runs_dir / "stopped"
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", *train_args(shared, "stopped", 3, per_class=800)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", *train_args(shared, "stopped", 3, per_class=800, extra=extra)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     # Stop it in the middle of epoch 2: the status file is updated during the epoch.
     assert wait_for(lambda: status_of(run_dir).get("epoch") == 2 and status_of(run_dir).get("batch", 0) >= 3,
@@ -208,22 +228,6 @@ def test_a_record_without_checkpoints_is_never_retrained_from_scratch(shared, en
     assert runs.summarize_run(run_dir).checkpoints == 0
 
 
-def test_plateau_schedule_matches_keras_reduce_lr_on_plateau():
-    import keras
-
-    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
-    callback = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=0.001)
-    callback.set_model(model)
-    callback.on_train_begin()
-    ours = {"lr": 0.01, "best": float("inf"), "wait": 0}
-    for epoch, val_loss in enumerate([1.0, 0.9, 0.95, 0.93, 0.92, 0.8, 0.85, 0.86, 0.87, 0.9, 0.9, 0.9]):
-        callback.on_epoch_end(epoch, {"val_loss": val_loss})
-        ours = train.plateau_step(ours, val_loss, factor=0.5, patience=2, min_lr=0.001)
-        assert ours["lr"] == pytest.approx(float(model.optimizer.learning_rate.numpy()))
-        assert ours["wait"] == callback.wait
-
-
 def test_bad_training_arguments_are_one_line_errors(shared, env):
     proc = cli(env, "train", "--name", "../x", "--model", "cnn", "--classes", "cat", "dog", "--per-class", "5",
                check=False)
@@ -233,3 +237,45 @@ def test_bad_training_arguments_are_one_line_errors(shared, env):
     assert proc.returncode == 2 and "'dgo' is not a Quick, Draw! class" in proc.stderr
     proc = cli(env, "resume", "nope", check=False)
     assert proc.returncode == 2 and "no run 'nope'" in proc.stderr
+    proc = cli(env, "train", "--name", "x", "--model", "cnn", "--classes", "cat", "dog", "--per-class", "5",
+               "--schedule", "cosine", "--data", str(shared), check=False)
+    assert proc.returncode == 2 and "give --max-epochs too" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_warm_start_from_a_run_or_a_keras_file_and_the_seeds_way_of_resuming(shared, env, tmp_path):
+    import keras
+
+    runs_dir = tmp_path / "runs"
+    cli(env, *train_args(shared, "donor", 2))
+    donor_model = keras.models.load_model(runs_dir / "donor" / "model" / "model.keras", compile=False)
+    # From a run: epoch 1 starts where the donor's best model was, with a fresh optimizer.
+    cli(env, *train_args(shared, "warm", 1, extra=("--init-from", "donor")))
+    assert runs.read_config(runs_dir / "warm").init_from == "donor"
+    first = runs.read_history(runs_dir / "warm")[0]
+    scratch = runs.read_history(runs_dir / "donor")[0]
+    assert first["val_accuracy"] > scratch["val_accuracy"]
+    # From a notebook's legacy .h5 file of the same architecture (no Rescaling layer: it scaled outside).
+    notebook = keras.Sequential([keras.Input((28, 28, 1))] + [layer for layer in donor_model.layers[2:]])
+    notebook.save(tmp_path / "seed.h5")
+    cli(env, *train_args(shared, "from-h5", 1, extra=("--init-from", str(tmp_path / "seed.h5"))))
+    assert runs.read_history(runs_dir / "from-h5")[0]["val_accuracy"] > scratch["val_accuracy"]
+    # A different architecture is refused before the run exists, naming the variable.
+    proc = cli(env, *train_args(shared, "mismatch", 1, model="qdnet", extra=("--init-from", "donor")), check=False)
+    assert proc.returncode == 2 and "has shape" in proc.stderr and "Traceback" not in proc.stderr
+    proc = cli(env, *train_args(shared, "missing", 1, extra=("--init-from", "nothing-here")), check=False)
+    assert proc.returncode == 2 and "no run 'nothing-here'" in proc.stderr
+    assert not (runs_dir / "missing").exists()
+    # The seed's way: every chunk restarts the optimizer and the plateau schedule from the weights.
+    cli(env, *train_args(shared, "seedway", 1, extra=("--resume-mode", "weights", "--lr", "0.003")))
+    cli(env, "branch", "donor", "--name", "unused", "--chunks", "0")  # unrelated runs keep working
+    checkpoint = ckpt.epoch_checkpoints(runs_dir / "seedway")[1]
+    _, optimizer_before, _ = ckpt.read_checkpoint(checkpoint)
+    cli(env, "resume", "seedway")
+    _, optimizer_after, state = ckpt.read_checkpoint(ckpt.epoch_checkpoints(runs_dir / "seedway")[2])
+    # Keras keeps the step counter first among the optimizer's variables: after a restart it again
+    # counts one epoch of batches, where exact resume would count two.
+    steps_before = int(np.asarray(optimizer_before[0]).ravel()[0])
+    steps_after = int(np.asarray(optimizer_after[0]).ravel()[0])
+    assert steps_before > 0 and steps_after == steps_before, (steps_before, steps_after)
+    assert state["schedule"]["lr"] == pytest.approx(0.003) and state["schedule"]["wait"] in (0, 1)

@@ -323,14 +323,43 @@
     schedulePredict();
   }
 
-  async function chooseBackend() {
-    var wanted = params.get('backend');
-    if (wanted) {
-      var ok = false;
-      try { ok = await tf.setBackend(wanted); } catch (e) { ok = false; }
-      if (!ok) setStatus('TF.js backend "' + wanted + '" is not available here; using ' + tf.getBackend() + '.', true);
+  /* ------------------------------------------------------------ TF.js backend */
+  // WebAssembly (XNNPACK, SIMD) is the fastest CPU path for these small convnets; its binaries come
+  // from vendor/ next to this page (`make web`), never a CDN. Without cross-origin isolation (a plain
+  // static server) there is no SharedArrayBuffer, so TF.js picks the single-threaded SIMD binary.
+  var WASM_INIT_TIMEOUT_MS = 20000;
+
+  function hasWasm() {
+    return !!(tf.wasm && tf.wasm.setWasmPaths && tf.findBackendFactory && tf.findBackendFactory('wasm'));
+  }
+
+  // true when `name` is now the backend; false (and the backend unregistered, so tf.ready() does
+  // not retry it) when it fails or, for wasm, hangs.
+  async function trySetBackend(name) {
+    var timer = null;
+    try {
+      var attempt = tf.setBackend(name);
+      var ok = name !== 'wasm' ? await attempt : await Promise.race([attempt, new Promise(function (resolve) {
+        timer = setTimeout(function () { resolve(false); }, WASM_INIT_TIMEOUT_MS);
+      })]);
+      if (ok && tf.getBackend() === name) return true;
+    } catch (e) { /* fall through */ } finally {
+      if (timer !== null) clearTimeout(timer);
     }
+    if (name === 'wasm' && tf.findBackendFactory('wasm')) {
+      try { tf.removeBackend('wasm'); } catch (e) { /* already gone */ }
+    }
+    return false;
+  }
+
+  async function chooseBackend() {
+    if (hasWasm()) tf.wasm.setWasmPaths(new URL('vendor/', document.baseURI).href);
+    var wanted = params.get('backend');
+    var forced = !!wanted && (wanted !== 'wasm' || hasWasm()) && await trySetBackend(wanted);
+    if (!forced && hasWasm()) await trySetBackend('wasm');  // else tf.ready() picks webgl, then cpu
     await tf.ready();
+    document.body.dataset.backend = tf.getBackend();
+    if (wanted && !forced) setStatus('TF.js backend "' + wanted + '" is not available here; using ' + tf.getBackend() + '.', true);
   }
 
   async function start() {

@@ -40,6 +40,21 @@ def default_selection(summaries: list[dict]) -> list[str]:
     return picks
 
 
+def recipe_rows(run_dirs: dict[str, Path]) -> list[dict]:
+    """One row per run: model, data and every recipe choice recorded in its config.json."""
+    from pipeline.errors import QuickDrawError
+    from pipeline.recipe import describe
+    from pipeline.runs import read_config
+
+    rows = []
+    for name, run_dir in run_dirs.items():
+        try:
+            rows.append({"run": name, **describe(read_config(run_dir))})
+        except QuickDrawError as exc:
+            rows.append({"run": name, "model": f"unreadable config: {exc}"})
+    return rows
+
+
 def lower_is_better(metric: str) -> bool:
     return metric.endswith("loss")
 
@@ -196,6 +211,8 @@ def render() -> None:
                           f"best {metric}": float(frame.loc[index, metric]), "at epoch": int(frame.loc[index, "epoch"]),
                           f"last {metric}": float(values.iloc[-1])})
     st.dataframe(pd.DataFrame(best_rows), hide_index=True, key="compare_best")
+    st.caption("Recipe of each run (config.json)")
+    st.dataframe(pd.DataFrame(recipe_rows(run_dirs)), hide_index=True, key="compare_recipe")
 
     c1, c2 = st.columns(2)
     export_columns = [c for c in ["run", "epoch", "chunk", "started", "ended", *METRIC_COLUMNS, f"{metric}_smoothed"]

@@ -95,11 +95,14 @@ def render() -> None:
         if job and common.job_state(job) == "running":
             _wait_for_eval(run_dir)
         return
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4, c5 = st.columns(5)
     c1.metric("top-1", f"{result['top1']:.4f}")
     c2.metric("top-3", f"{result['top3']:.4f}")
     c3.metric("MAP@3", f"{result['map3']:.4f}")
-    c4.metric("drawings", f"{result['n']:,}")
+    balanced = result.get("balanced_top1")  # absent from evaluations made before it existed
+    c4.metric("class-balanced top-1", f"{balanced:.4f}" if balanced is not None else "-",
+              help="the mean of per-class top-1: every class counts the same, whatever its number of drawings")
+    c5.metric("drawings", f"{result['n']:,}")
     st.caption(f"data: {result.get('data')}, checkpoint {result.get('checkpoint')}"
                + (f"; skipped classes: {', '.join(result['skipped_classes'])}" if result.get("skipped_classes") else ""))
     with st.expander("Re-evaluate"):

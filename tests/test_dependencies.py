@@ -3,6 +3,7 @@
 import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -28,14 +29,15 @@ def test_tensorflowjs_imports_without_a_terminal():
     assert result.stdout.strip().endswith("4.22.0")
 
 
-def test_drawable_canvas_registers_inside_streamlit():
-    # Components v2 resolve their assets from the package manifest, which Streamlit only scans
-    # inside a runtime (server or AppTest): a bare import outside one is expected to fail.
+def test_the_draw_canvas_component_registers_inside_streamlit():
+    # The Draw page's canvas is an inline components-v2 element; it must mount in a runtime.
     from streamlit.testing.v1 import AppTest
 
     script = (
-        "from streamlit_drawable_canvas import st_canvas\n"
-        "result = st_canvas(height=100, width=100, key='probe')\n"
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
+        "from dashboard.views import draw\n"
+        "draw._canvas_objects()\n"
     )
     app = AppTest.from_string(script).run(timeout=60)
     assert not app.exception, app.exception

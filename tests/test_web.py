@@ -2,7 +2,9 @@
 
 (a) model parity TF.js vs Keras, (b) preprocessing parity web/preprocess.js vs pipeline.predict,
 (c) end to end: real drawings replayed as mouse strokes on the page vs pipeline.predict,
-(d) a screenshot in the test output, (e) empty / dot / huge drawing / broken model: messages, no errors.
+(d) a screenshot in the test output, (e) empty / dot / huge drawing / broken model: messages, no errors,
+(f) the committed page: its default model on real drawings, and the Draw page's 40 replays
+(tests/draw_replay.py, brisk and at a human pace) - every stroke arrives, the guess is pipeline.predict's.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import base64
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from draw_replay import BRISK, HUMAN, REPLAYS, Outcome, replay, replay_set, stroke_problems, summary
 
 from pipeline.browser import find_chromium, launch_kwargs
 from pipeline.export import BLANK_TFJS_PAGE, export_run, static_server, tfjs_predict
@@ -357,3 +361,41 @@ def test_committed_page_recognises_real_drawings_with_its_default_model(browser,
           f"agreement with pipeline.predict {agree:.3f}; the drawn {name} shown as {shown[0][0]}")
     assert console.errors == []
     assert agree >= 0.95 and correct >= 0.6 and shown[0][0] == name
+
+
+@pytest.fixture(scope="module")
+def committed_replays(shared):
+    """The Draw page's 40 replays for web/'s default model, with pipeline.predict's top-1 of each."""
+    default = json.loads((REPO / "web" / "models" / "index.json").read_text())["default"]
+    predictor = Predictor.from_run(REPO / "runs" / default)
+    drawings = replay_set(shared, predictor.classes)
+    assert len(drawings) == REPLAYS, f"only {len(drawings)} drawings of {default}'s classes in {shared}/simplified"
+    return {"model": default, "drawings": drawings,
+            "python": [predictor.predict(drawing, top=1)[0][0] for _, drawing in drawings]}
+
+
+@pytest.mark.parametrize("pace", [BRISK, HUMAN], ids=lambda pace: pace.name)
+def test_committed_page_gets_every_stroke_of_40_replayed_drawings(pace, committed_replays, browser):
+    """The same 40 drawings at the same paces as the Draw page's replays (tests/test_dashboard_browser.py),
+    on one page cleared between drawings: every point drawn is captured and the page's top-1 equals
+    pipeline.predict's on the original strokes."""
+    outcomes = []
+    with static_server(REPO / "web") as base:
+        page, console = open_page(browser, SimpleNamespace(base=base), "?backend=cpu")
+        assert page.get_attribute("body", "data-model") == committed_replays["model"]
+        box = page.locator('[data-testid="drawing-canvas"]').bounding_box()
+        for (name, drawing), python in zip(committed_replays["drawings"], committed_replays["python"], strict=True):
+            clear(page)
+            drawn, last_up = replay(page, drawing, box, pace)
+            top = wait_for_predictions(page, len(drawing))
+            latency = time.perf_counter() - last_up
+            captured = [np.asarray(s, float)[:, :2] for s in page.evaluate("window.quickdraw.strokes()")]
+            outcomes.append(Outcome(name, len(drawing), stroke_problems(drawn, captured), top[0][0], python, latency))
+        page.close()
+    print("\n" + summary("web/ (" + committed_replays["model"] + ")", pace, outcomes))
+    lost = [f"#{i} {o.name}: {'; '.join(o.problems)}" for i, o in enumerate(outcomes) if o.lost_strokes]
+    assert not lost, "whole strokes drawn were not captured:\n" + "\n".join(lost)
+    incomplete = [f"#{i} {o.name}: {'; '.join(o.problems)}" for i, o in enumerate(outcomes) if o.problems]
+    assert not incomplete, "strokes were captured without the points drawn:\n" + "\n".join(incomplete)
+    assert sum(o.page_top1 == o.python_top1 for o in outcomes) >= REPLAYS - 2
+    assert console.errors == []

@@ -1,30 +1,278 @@
 """Draw page of `streamlit run dashboard`: draw on a canvas and see up to two models' guesses.
 
-The canvas (streamlit-drawable-canvas 0.13) reports one Fabric.js `Path` object per stroke; those
-strokes go through pipeline.predict (Google's simplification, then the run's own rendering) - never a
-crop-and-resize of canvas pixels. Each model's top-5 is also written as an ordered list inside
-`st.container(key="predictions-1")` / `"predictions-2"` for browser tests and scripts.
+The canvas is a small purpose-built Streamlit component (`st.components.v2`, the JavaScript below):
+a plain 2D `<canvas class="upper-canvas">` that records every pointer position of every stroke and
+sends the whole drawing to Python when a stroke ends. It reports each stroke as a Fabric.js `Path`
+object (`M` then `L` commands in canvas pixels, the shape streamlit-drawable-canvas 0.13 reports),
+so the strokes go through `pipeline.strokes.from_fabric` and pipeline.predict (Google's
+simplification, then the run's own rendering) - never a crop-and-resize of canvas pixels.
 
+Why not streamlit-drawable-canvas (which this page used until issue 9): its frontend puts its
+toolbar over the drawing surface. The toolbar (`.dc-toolbar`, undo/redo/reset buttons) is
+`position: absolute; top: -1rem` on the canvas's own box, 141 x 46 px at its top-right corner,
+with `opacity: 0` but still hit-testable; it only slides away 100 ms after the pointer starts
+hovering the canvas (a 100 ms transition after a 100 ms delay) and comes back whenever the pointer
+leaves. Measured in Chromium with a brisk replay of real drawings on a freshly opened page, a stroke
+touching the canvas's top 30 px (right half) in that window loses either its start (the press lands
+on the toolbar, so Fabric never starts a path) or its end (the release lands on the *disabled* undo
+button; Chromium dispatches no mouse events to disabled form controls, so Fabric never sees the
+mouse-up and the next stroke's mouse-down discards the unfinished one). No `st_canvas` argument
+removes the toolbar (`update_streamlit=False` pins it but then nothing reaches Python until a click
+on its send button; `disabled=True` disables drawing), and the page cannot restyle a component's
+shadow DOM without injecting script into it. (Its Fabric pencil brush also reports smoothed
+quadratic curves, not the positions drawn.) Nothing of that is Streamlit's: the reruns lose nothing,
+since every report carries the whole drawing and the latest one wins.
+
+What makes this canvas loss-free: nothing covers the drawing surface (Undo and Clear sit below
+it); the `<canvas>` is created by the script with its listeners already attached, so it cannot
+appear before it can draw; pointer capture keeps a stroke that leaves the canvas; coalesced pointer
+events keep every position; the canvas never reloads from Python (its arguments are the same every
+run, its key is fixed, so reruns never re-create it) and each report is the whole drawing. Mouse
+events dispatched directly on the canvas (harnesses that synthesise `MouseEvent`s) draw too. A
+stroke's guess shows about 0.25 s after it ends (see `_load_predictor` for what made it slow).
+
+Browser tests and scripts read: each model's top-5 as an ordered list inside
+`st.container(key="predictions-1")` / `"predictions-2"`, with a caption saying for how many strokes;
+the strokes that reached Python as JSON inside `st.container(key="draw-strokes")`.
 Tests inject a drawing with `st.session_state["draw_injected_objects"]` (Fabric objects or Google
 strokes), used instead of the canvas.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import common
 
 INJECT_KEY = "draw_injected_objects"
 CANVAS_SIZE = 280
+CANVAS_KEY = "draw_canvas"
 NONE = "(none)"
 
+# ---------------------------------------------------------------- the canvas component
+# The template reserves the component's final size, so nothing moves when the script adds the canvas.
+_CANVAS_HTML = """
+<div class="qd-root">
+  <div class="qd-box"></div>
+  <div class="qd-tools">
+    <button type="button" class="qd-undo" disabled>Undo</button>
+    <button type="button" class="qd-clear" disabled>Clear</button>
+  </div>
+</div>
+"""
 
+_CANVAS_CSS = """
+.qd-root { width: 280px; }
+.qd-box { position: relative; width: 280px; height: 280px; background: #ffffff;
+  outline: 1px solid var(--st-border-color, #d6d6d9); outline-offset: -1px; }
+.qd-box canvas { position: absolute; left: 0; top: 0; width: 280px; height: 280px; display: block;
+  touch-action: none; user-select: none; -webkit-user-select: none; cursor: crosshair;
+  outline: 1px solid var(--st-border-color, #d6d6d9); outline-offset: -1px; }
+.qd-tools { display: flex; gap: 0.5rem; height: 2rem; margin-top: 0.5rem; }
+.qd-tools button { font: inherit; font-size: 0.875rem; padding: 0 0.75rem; cursor: pointer;
+  border-radius: var(--st-button-radius, 0.5rem); border: 1px solid var(--st-border-color, #d6d6d9);
+  background: var(--st-background-color, #ffffff); color: var(--st-text-color, #31333f); }
+.qd-tools button:disabled { opacity: 0.45; cursor: not-allowed; }
+"""
+
+_CANVAS_JS = r"""
+const STATES = new WeakMap();  // one drawing per mounted component (its shadow root)
+const SIZE = 280;
+const round2 = (v) => Math.round(v * 100) / 100;
+
+// One stroke as the Fabric.js Path object streamlit-drawable-canvas 0.13 reported.
+function toFabric(stroke) {
+  let minX = Infinity, minY = Infinity, maxX = -Infinity, maxY = -Infinity;
+  for (const [x, y] of stroke.points) {
+    minX = Math.min(minX, x); minY = Math.min(minY, y); maxX = Math.max(maxX, x); maxY = Math.max(maxY, y);
+  }
+  const half = stroke.width / 2;
+  return {
+    type: "Path", originX: "left", originY: "top",
+    left: round2(minX - half), top: round2(minY - half),
+    width: round2(maxX - minX), height: round2(maxY - minY),
+    fill: null, stroke: stroke.color, strokeWidth: stroke.width,
+    strokeLineCap: "round", strokeLineJoin: "round", scaleX: 1, scaleY: 1, angle: 0,
+    pathOffset: {x: round2((minX + maxX) / 2), y: round2((minY + maxY) / 2)},
+    path: stroke.points.map(([x, y], i) => [i ? "L" : "M", x, y]),
+  };
+}
+
+function create(root, data) {
+  const box = root.querySelector(".qd-box");
+  const undoButton = root.querySelector(".qd-undo");
+  const clearButton = root.querySelector(".qd-clear");
+  const canvas = document.createElement("canvas");
+  canvas.className = "upper-canvas";
+  const ratio = window.devicePixelRatio || 1;
+  canvas.width = Math.round(SIZE * ratio);
+  canvas.height = Math.round(SIZE * ratio);
+  const ctx = canvas.getContext("2d");
+  const s = {
+    strokes: [], current: null, pointerId: null, mouse: false,
+    width: data.strokeWidth || 6, color: data.strokeColor || "#000000",
+    setStateValue: () => {}, cleanup: [],
+  };
+
+  function paintStroke(stroke) {
+    const pts = stroke.points;
+    ctx.strokeStyle = stroke.color; ctx.fillStyle = stroke.color; ctx.lineWidth = stroke.width;
+    ctx.lineCap = "round"; ctx.lineJoin = "round";
+    if (pts.length === 1) {
+      ctx.beginPath(); ctx.arc(pts[0][0], pts[0][1], stroke.width / 2, 0, 2 * Math.PI); ctx.fill();
+      return;
+    }
+    ctx.beginPath(); ctx.moveTo(pts[0][0], pts[0][1]);
+    for (let i = 1; i < pts.length; i++) ctx.lineTo(pts[i][0], pts[i][1]);
+    ctx.stroke();
+  }
+  function redraw() {
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.fillStyle = "#ffffff"; ctx.fillRect(0, 0, canvas.width, canvas.height);
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    for (const stroke of s.strokes) paintStroke(stroke);
+    if (s.current) paintStroke(s.current);
+  }
+  function report() {
+    undoButton.disabled = clearButton.disabled = s.strokes.length === 0;
+    canvas.dataset.strokes = String(s.strokes.length);
+    // The whole drawing every time: a report that a rerun supersedes loses nothing.
+    s.setStateValue("drawing", {objects: s.strokes.map(toFabric)});
+  }
+  function position(event) {
+    const r = canvas.getBoundingClientRect();
+    return [round2((event.clientX - r.left) * SIZE / (r.width || SIZE)),
+            round2((event.clientY - r.top) * SIZE / (r.height || SIZE))];
+  }
+  function begin(point) {
+    s.current = {points: [point], width: s.width, color: s.color};
+    redraw();
+  }
+  function extend(point) {
+    const pts = s.current.points, last = pts[pts.length - 1];
+    pts.push(point);
+    ctx.strokeStyle = s.current.color; ctx.lineWidth = s.current.width; ctx.lineCap = "round";
+    ctx.beginPath(); ctx.moveTo(last[0], last[1]); ctx.lineTo(point[0], point[1]); ctx.stroke();
+  }
+  function end(point) {
+    const stroke = s.current;
+    s.current = null;
+    if (!stroke) return;
+    const last = stroke.points[stroke.points.length - 1];
+    if (point && (point[0] !== last[0] || point[1] !== last[1])) stroke.points.push(point);
+    s.strokes.push(stroke);
+    redraw();
+    report();
+  }
+
+  // Pointer events (mouse, pen, touch). preventDefault on pointerdown also suppresses the
+  // compatibility mouse events, so a real mouse is never handled twice.
+  canvas.addEventListener("pointerdown", (e) => {
+    if (s.current || (e.pointerType === "mouse" && e.button !== 0)) return;
+    e.preventDefault();
+    s.pointerId = e.pointerId;
+    try { canvas.setPointerCapture(e.pointerId); } catch (err) { /* capture is a nicety */ }
+    begin(position(e));
+  });
+  canvas.addEventListener("pointermove", (e) => {
+    if (e.pointerId !== s.pointerId || !s.current) return;
+    e.preventDefault();
+    let events = e.getCoalescedEvents ? e.getCoalescedEvents() : [];
+    if (!events.length) events = [e];
+    for (const c of events) extend(position(c));
+  });
+  const pointerEnd = (keepPoint) => (e) => {
+    if (e.pointerId !== s.pointerId) return;
+    s.pointerId = null;
+    end(keepPoint ? position(e) : null);
+  };
+  canvas.addEventListener("pointerup", pointerEnd(true));
+  canvas.addEventListener("pointercancel", pointerEnd(false));
+  canvas.addEventListener("lostpointercapture", pointerEnd(false));
+
+  // Mouse events that come without pointer events: synthesised by scripts on the canvas.
+  const seen = new WeakSet();
+  const mouseMove = (e) => {
+    if (!s.mouse || seen.has(e)) return;
+    seen.add(e);
+    extend(position(e));
+  };
+  const mouseUp = (e) => {
+    if (!s.mouse || seen.has(e) || e.button !== 0) return;
+    seen.add(e);
+    s.mouse = false;
+    end(position(e));
+  };
+  canvas.addEventListener("mousedown", (e) => {
+    if (s.current || e.button !== 0) return;
+    e.preventDefault();
+    s.mouse = true;
+    begin(position(e));
+  });
+  for (const target of [canvas, window]) {
+    target.addEventListener("mousemove", mouseMove, true);
+    target.addEventListener("mouseup", mouseUp, true);
+  }
+  s.cleanup.push(() => {
+    window.removeEventListener("mousemove", mouseMove, true);
+    window.removeEventListener("mouseup", mouseUp, true);
+  });
+
+  undoButton.addEventListener("click", () => { if (s.strokes.length) { s.strokes.pop(); redraw(); report(); } });
+  clearButton.addEventListener("click", () => { if (s.strokes.length) { s.strokes = []; redraw(); report(); } });
+  s.root = root;
+  redraw();
+  canvas.dataset.strokes = "0";
+  box.appendChild(canvas);  // only now, with every listener attached, can the canvas be seen
+  return s;
+}
+
+export default function (component) {
+  const { data, parentElement, setStateValue } = component;
+  const root = parentElement.querySelector(".qd-root");
+  if (!root) throw new Error("quickdraw canvas: .qd-root not found");
+  let s = STATES.get(parentElement);
+  if (!s) {
+    s = create(root, data || {});
+    STATES.set(parentElement, s);
+  } else if (root !== s.root) {
+    root.replaceWith(s.root);  // the template was inserted again: keep the drawing's own elements
+  }
+  // Reruns only update what the next stroke uses; the drawing itself is never reloaded.
+  s.setStateValue = setStateValue;
+  if (data && data.strokeWidth) s.width = data.strokeWidth;
+  if (data && data.strokeColor) s.color = data.strokeColor;
+  return () => {
+    for (const f of s.cleanup) f();
+    STATES.delete(parentElement);
+  };
+}
+"""
+
+_canvas_mount = None
+
+
+def _stroke_canvas(key: str, stroke_width: int) -> list[dict] | None:
+    """The canvas; returns its strokes as Fabric `Path` objects ([] after Clear), None before any."""
+    global _canvas_mount
+    if _canvas_mount is None:
+        _canvas_mount = st.components.v2.component(
+            "quickdraw_lab.stroke_canvas", html=_CANVAS_HTML, css=_CANVAS_CSS, js=_CANVAS_JS,
+            isolate_styles=True)
+    result = _canvas_mount(
+        key=key, data={"strokeWidth": stroke_width, "strokeColor": "#000000"},
+        default={"drawing": None}, on_drawing_change=lambda: None, width="content", height="content")
+    drawing = result.get("drawing") if result is not None else None
+    objects = drawing.get("objects") if isinstance(drawing, dict) else None
+    return objects if isinstance(objects, list) else None
+
+
+# ---------------------------------------------------------------- the page
 def default_models(runs: list[dict]) -> list[str]:
     """web/models/index.json's default run first, then the best bitmap runs of different models."""
     names = [r["name"] for r in runs]
@@ -75,31 +323,29 @@ def top_markdown(top: list[tuple[str, float]]) -> str:
     return "\n".join(f"{i}. {label} ({prob:.3f})" for i, (label, prob) in enumerate(top, start=1))
 
 
-def _bars(top: list[tuple[str, float]]) -> go.Figure:
-    labels = [label for label, _ in top][::-1]
-    probs = [prob for _, prob in top][::-1]
-    figure = go.Figure(go.Bar(x=probs, y=labels, orientation="h", text=[f"{p:.1%}" for p in probs],
-                              textposition="auto", marker_color="#1f77b4"))
-    figure.update_layout(height=220, margin={"l": 10, "r": 10, "t": 10, "b": 10}, xaxis={"range": [0, 1]})
-    return figure
-
-
 def _canvas_objects():
     """The Fabric objects of the canvas (or the injected drawing), or None before anything is drawn."""
     if INJECT_KEY in st.session_state:
         st.caption("Using a drawing injected through session_state.")
         return st.session_state[INJECT_KEY]
-    from streamlit_drawable_canvas import st_canvas  # needs a Streamlit runtime: import here only
+    return _stroke_canvas(CANVAS_KEY, st.session_state.get("draw_stroke_width", 6))
 
-    stroke_width = st.session_state.get("draw_stroke_width", 6)
-    result = st_canvas(
-        fill_color="rgba(0, 0, 0, 0)", stroke_width=stroke_width, stroke_color="#000000",
-        background_color="#ffffff", height=CANVAS_SIZE, width=CANVAS_SIZE, drawing_mode="freedraw",
-        update_streamlit=True, key=f"draw_canvas_{st.session_state.get('draw_canvas_n', 0)}",
-    )
-    if result is None or result.json_data is None:
-        return None
-    return result.json_data.get("objects") or []
+
+_FROZEN: set[int] = set()  # id() of the predictors loaded before the last gc.freeze()
+
+
+def _load_predictor(run_dir: Path):
+    """common.load_predictor, then - once per model loaded - everything alive moved out of the
+    garbage collector's reach (`gc.freeze()`). Why: after every script run Streamlit calls
+    `gc.collect(2)` and `keras.backend.clear_session()` (which collects again); with TensorFlow's
+    ~450,000 objects each pass took about 0.45 s here, so a stroke's guess waited a second for the
+    previous run's clean-up. Frozen, both take a few milliseconds. The models stay cached anyway."""
+    predictor = common.load_predictor(run_dir)
+    if id(predictor) not in _FROZEN:
+        gc.collect()  # what is garbage now is freed, not frozen
+        gc.freeze()
+        _FROZEN.add(id(predictor))
+    return predictor
 
 
 def _show_prediction(slot: int, run_name: str, run_dir: Path, objects) -> None:
@@ -108,7 +354,7 @@ def _show_prediction(slot: int, run_name: str, run_dir: Path, objects) -> None:
     with st.container(key=f"model-{slot}"):  # the run shown in this slot, readable by browser tests
         st.subheader(run_name)
     try:
-        predictor = common.load_predictor(run_dir)
+        predictor = _load_predictor(run_dir)
     except QuickDrawError as exc:
         st.error(f"Cannot load {run_name}: {exc}")
         return
@@ -119,8 +365,10 @@ def _show_prediction(slot: int, run_name: str, run_dir: Path, objects) -> None:
         return
     with st.container(key=f"predictions-{slot}"):
         st.markdown(top_markdown(prediction.top))
-    st.plotly_chart(_bars(prediction.top), width="stretch", key=f"draw_bars_{slot}",
-                    config={"displayModeBar": False})
+        count = _stroke_count(objects)
+        st.caption(f"guess for {count} stroke{'s' if count != 1 else ''}")
+    for label, prob in prediction.top:  # plain elements: a Plotly chart per model per stroke slows the page
+        st.progress(min(max(prob, 0.0), 1.0), text=f"{label} {prob:.1%}")
     image = np.asarray(prediction.image)
     left, right = st.columns(2)
     # The first channel is what the model sees (stroke-order intensity for the strokes representation).
@@ -135,19 +383,17 @@ def render() -> None:
     if not runs:
         st.info("No run has a trained model yet (runs/<name>/model/model.keras): train one on the **Train** page.")
         return
+    # Not an st.fragment: a stroke's rerun then interrupts a run still guessing the drawing without
+    # it, where a fragment's rerun would queue behind it (measured: worst final guess 1.0 s against 0.7 s).
+    # The canvas is the first element of the left column in every run, drawn or not: never re-created.
     names = [r["name"] for r in runs]
     defaults = default_models(runs)
     left, right = st.columns([1, 2])
     with left:
         objects = _canvas_objects()
-        c1, c2 = st.columns(2)
-        if c1.button("Clear", key="draw_clear"):
-            st.session_state["draw_canvas_n"] = st.session_state.get("draw_canvas_n", 0) + 1
-            st.session_state.pop(INJECT_KEY, None)
-            st.rerun()
-        c2.slider("Pen width", 2, 16, 6, key="draw_stroke_width",
+        st.slider("Pen width", 2, 16, 6, key="draw_stroke_width",
                   help="stroke width in canvas pixels (the model sees Google's fixed line width either way)")
-        st.caption("Draw one of the run's classes. Undo and clear are in the canvas toolbar.")
+        st.caption("Draw one of the run's classes. Undo and Clear are under the canvas.")
     with right:
         p1, p2 = st.columns(2)
         first = p1.selectbox("Model 1", names, index=names.index(defaults[0]) if defaults else 0, key="draw_model_1")
@@ -158,9 +404,9 @@ def render() -> None:
         if not has_ink(objects):
             st.info("Draw something on the canvas - the guesses appear as you draw.")
             return
-        with st.expander(f"Strokes the canvas reported ({_stroke_count(objects)})"):
+        with st.expander(f"Strokes that reached Python ({_stroke_count(objects)})"):
             with st.container(key="draw-strokes"):
-                st.code(json.dumps(objects, separators=(",", ":")), language="json", wrap_lines=True)
+                st.code(json.dumps(objects, separators=(",", ":")), language=None, wrap_lines=True)
         chosen = [first] + ([second] if second != NONE else [])
         columns = st.columns(len(chosen))
         by_name = {r["name"]: Path(r["path"]) for r in runs}

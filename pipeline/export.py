@@ -113,6 +113,7 @@ def preprocess_description(config) -> dict:
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     mounts: dict[str, Path] = {}
     pages: dict[str, str] = {}
+    headers_to_add: dict[str, str] = {}
 
     def log_message(self, *args):  # keep test and CLI output clean
         pass
@@ -141,14 +142,19 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
     def end_headers(self):
         self.send_header("Cache-Control", "no-store")
+        for name, value in self.headers_to_add.items():
+            self.send_header(name, value)
         super().end_headers()
 
 
 @contextlib.contextmanager
-def static_server(root: Path, mounts: dict[str, Path] | None = None, pages: dict[str, str] | None = None):
+def static_server(root: Path, mounts: dict[str, Path] | None = None, pages: dict[str, str] | None = None,
+                  headers: dict[str, str] | None = None):
     """Serve `root` on 127.0.0.1 (a free port) from a thread; yields the base URL ("http://127.0.0.1:N").
-    `mounts` maps URL prefixes ("/x/") to other folders; `pages` maps paths to in-memory HTML."""
-    handler = type("Handler", (_QuietHandler,), {"mounts": dict(mounts or {}), "pages": dict(pages or {})})
+    `mounts` maps URL prefixes ("/x/") to other folders; `pages` maps paths to in-memory HTML;
+    `headers` are added to every response (e.g. COOP/COEP for cross-origin isolation)."""
+    handler = type("Handler", (_QuietHandler,), {"mounts": dict(mounts or {}), "pages": dict(pages or {}),
+                                                 "headers_to_add": dict(headers or {})})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(root)))
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name="quickdraw-static-server", daemon=True)

@@ -407,20 +407,18 @@ class Trainer:
 
         while state["epoch"] < target:
             epoch = state["epoch"] + 1
-            self.optimizer.learning_rate.assign(state["schedule"]["lr"])
             partial = state["partial"] or {"loss": 0.0, "top1": 0.0, "top3": 0.0, "n": 0.0, "started": time.time()}
             state["partial"] = partial
             order = epoch_order(self.train_indices, cfg.seed, epoch)
             data = self._feed(order, batch_size, start_batch=state["batch"])
             for images, labels in data:
                 t0 = time.monotonic()
-                if cfg.schedule != "plateau":
-                    state["schedule"]["lr"] = recipe.batch_lr(cfg, state["schedule"], epoch, state["batch"],
-                                                              batches_per_epoch)
-                    self.optimizer.learning_rate.assign(state["schedule"]["lr"])
+                state["schedule"]["lr"] = recipe.batch_lr(cfg, state["schedule"], epoch, state["batch"],
+                                                          batches_per_epoch)
+                self.optimizer.learning_rate.assign(state["schedule"]["lr"])
                 global_batch = self.tf.constant(self._batch_len(labels), self.tf.float32)
-                key = recipe.augmentation_seed(cfg.seed, epoch, state["batch"])
-                sums = self.train_step(images, labels, global_batch, key).numpy()
+                augmentation_key = recipe.augmentation_seed(cfg.seed, epoch, state["batch"])
+                sums = self.train_step(images, labels, global_batch, augmentation_key).numpy()
                 for key, value in zip(("loss", "top1", "top3", "n"), sums, strict=True):
                     partial[key] += float(value)
                 state["batch"] += 1

@@ -5,14 +5,11 @@ what the plain-JavaScript cpu backend predicts, and falls back without hanging w
 
 from __future__ import annotations
 
-import functools
-import http.server
 import itertools
 import json
 import math
 import shutil
 import subprocess
-import threading
 import time
 import urllib.parse
 from contextlib import contextmanager
@@ -205,36 +202,14 @@ def test_other_shipped_models_run_on_wasm_as_on_cpu(model, browser, real_drawing
 
 
 # ---------------------------------------------------------------- cross-origin isolated: threads
-class _IsolatedHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def end_headers(self):
-        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
-        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
-        self.send_header("Cache-Control", "no-store")
-        super().end_headers()
-
-
-@contextmanager
-def isolated_server(root: Path):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_IsolatedHandler, directory=str(root)))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+ISOLATION = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp"}
 
 
 @pytest.mark.slow
 @pytest.mark.browser
 def test_cross_origin_isolated_page_uses_threaded_wasm_with_the_same_predictions(browser, real_drawings):
     drawings = real_drawings[:5]
-    with isolated_server(WEB) as base:
+    with static_server(WEB, headers=ISOLATION) as base:
         with open_page(browser, base) as (page, rec):
             isolated = page.evaluate("() => self.crossOriginIsolated")
             out = predict_all(page, drawings)

@@ -68,16 +68,17 @@ def drawings(n: int) -> list:
 
 
 def train_runs(runs_dir: Path) -> dict:
-    from pipeline import train
+    from pipeline import runs
+    from pipeline.chunks import run_chunks
 
     os.environ.setdefault("QUICKDRAW_CACHE", str(runs_dir / "cache"))
     result = {}
     for model, options in MODELS.items():
-        config = train.make_config(name=f"{model}-small", model=model, classes=CLASSES, per_class=300,
-                                   data_root=str(SHARED), epochs_per_chunk=2, batch_size=64,
-                                   model_options=options)
-        run_dir = train.create_run(config, runs_dir)
-        assert train.run_chunks(run_dir, chunks=1) == 0
+        config = runs.make_config(name=f"{model}-small", model=model, classes=CLASSES, per_class=300,
+                                  data_root=str(SHARED), epochs_per_chunk=2, batch_size=64,
+                                  model_options=options)
+        run_dir = runs.create_run(config, runs_dir)
+        assert run_chunks(run_dir, chunks=1) == 0
         result[model] = run_dir
     return result
 

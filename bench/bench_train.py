@@ -44,19 +44,21 @@ def _bitmap_file(cls: str) -> Path:
 
 
 def measure_pipeline(model: str, classes: list[str], per_class: int, batch_size: int, workdir: Path) -> dict:
-    from pipeline import train
+    from pipeline import runs
+    from pipeline.chunks import run_chunks
+    from pipeline.datasets import load_dataset
 
     name = f"bench-{model}-{time.time_ns()}"
-    config = train.make_config(name=name, model=model, classes=tuple(classes), per_class=per_class,
-                               data_root=str(SHARED), epochs_per_chunk=1, batch_size=batch_size,
-                               model_options=MODELS[model])
-    run_dir = train.create_run(config, workdir / "runs")
-    train.load_dataset(config)  # render/copy the cache outside the timed part, as fit's array is loaded before
+    config = runs.make_config(name=name, model=model, classes=tuple(classes), per_class=per_class,
+                              data_root=str(SHARED), epochs_per_chunk=1, batch_size=batch_size,
+                              model_options=MODELS[model])
+    run_dir = runs.create_run(config, workdir / "runs")
+    load_dataset(config)  # render/copy the cache outside the timed part, as fit's array is loaded before
     with PeakMemory() as peak:
         start = time.perf_counter()
-        assert train.run_chunks(run_dir) == 0
+        assert run_chunks(run_dir) == 0
         seconds = time.perf_counter() - start
-    dataset = train.load_dataset(config)
+    dataset = load_dataset(config)
     n = len(dataset.indices("train"))
     return {"samples_per_s": n / seconds, "seconds": seconds, "train_samples": n, "peak_rss_mb": peak.peak_mb}
 
@@ -66,13 +68,14 @@ def measure_fit(model: str, classes: list[str], per_class: int, batch_size: int,
     import keras
     import numpy as np
 
-    from pipeline import train
+    from pipeline import runs
+    from pipeline.datasets import load_dataset
     from pipeline.models import build_model
 
-    config = train.make_config(name="fit", model=model, classes=tuple(classes), per_class=per_class,
-                               data_root=str(SHARED), epochs_per_chunk=1, batch_size=batch_size,
-                               model_options=MODELS[model])
-    dataset = train.load_dataset(config)
+    config = runs.make_config(name="fit", model=model, classes=tuple(classes), per_class=per_class,
+                              data_root=str(SHARED), epochs_per_chunk=1, batch_size=batch_size,
+                              model_options=MODELS[model])
+    dataset = load_dataset(config)
     with PeakMemory() as peak:
         tr, va = dataset.indices("train"), dataset.indices("val")
         x_train = np.asarray(dataset.images[np.sort(tr)], dtype=np.float32)

@@ -18,11 +18,6 @@ def all_categories() -> tuple[str, ...]:
     return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
-def file_stem(name: str) -> str:
-    """Class name as written in file names by ../shared and many mirrors: spaces as underscores."""
-    return name.replace(" ", "_")
-
-
 def canonical(name: str) -> str:
     """Map a user-typed class name (any case, underscores or spaces) to the official spelling."""
     wanted = name.strip().replace("_", " ").lower()

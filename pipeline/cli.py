@@ -53,6 +53,14 @@ def _runs_dir(args) -> Path:
     return Path(args.runs_dir or os.environ.get("QUICKDRAW_RUNS", "runs"))
 
 
+def _progress(args):
+    """The command's JSON-lines progress file (`--progress FILE`, pipeline.jobs.ProgressFile); a no-op
+    without the option."""
+    from pipeline.jobs import ProgressFile
+
+    return ProgressFile(getattr(args, "progress", None), getattr(args, "command", None))
+
+
 # ---------------------------------------------------------------- data commands
 def cmd_classes(args) -> int:
     from pipeline.categories import all_categories
@@ -67,22 +75,43 @@ def cmd_download(args) -> int:
 
     from pipeline import download
     from pipeline.categories import canonical
+    from pipeline.files import human_size
     from pipeline.formats import data_root
 
+    progress = _progress(args)
     root = data_root(args.data)
     classes = [canonical(c) for c in args.classes]
     base_url = args.base_url or download.DEFAULT_BASE_URL
+    progress.progress("planning", done=0, total=len(classes), force=True)
     plans = [download.plan(c, args.format, root, per_class=args.per_class, base_url=base_url) for c in classes]
     known = [p.size for p in plans if p.size]
-    size = download.human_size(sum(known)) if known else "size unknown (streamed until enough drawings)"
+    size = human_size(sum(known)) if known else "size unknown (streamed until enough drawings)"
     if known and len(known) < len(plans):
         size += " plus streamed files of unknown size"
     print(f"{len(plans)} file(s), {size} to fetch into {root}")
-    for p in plans:
+    files = {}
+    for index, p in enumerate(plans):
+        def report(done, total, bar, index=index, p=p):
+            bar.update(done - bar.n)
+            progress.progress(f"downloading {p.cls}", done=done, total=total,
+                              fraction=_download_fraction(plans, index, done))
+
         with tqdm(total=p.size, unit="B", unit_scale=True, desc=p.cls, leave=False) as bar:
-            path = download.fetch_plan(p, progress=lambda done, _total, bar=bar: bar.update(done - bar.n))
+            path = download.fetch_plan(p, progress=lambda done, total, bar=bar, report=report: report(done, total, bar))
+        files[p.cls] = str(path)
         print(f"{p.cls}: {path}")
+    progress.progress("done", fraction=1.0, force=True)
+    progress.result({"root": str(root), "format": args.format, "per_class": args.per_class, "files": files})
     return 0
+
+
+def _download_fraction(plans, index: int, done: int) -> float:
+    """How far a download of several files is, by bytes when every size is known, else by files."""
+    sizes = [p.size for p in plans]
+    if all(sizes):
+        return (sum(sizes[:index]) + min(done, sizes[index])) / sum(sizes)
+    within = min(done / sizes[index], 1.0) if sizes[index] else 0.0
+    return (index + within) / len(plans)
 
 
 def cmd_simplify(args) -> int:
@@ -103,10 +132,11 @@ def cmd_rasterize(args) -> int:
 
 # ---------------------------------------------------------------- training commands
 def cmd_train(args) -> int:
-    from pipeline import train
+    from pipeline import runs
     from pipeline.categories import canonical
+    from pipeline.chunks import run_chunks
 
-    config = train.make_config(
+    config = runs.make_config(
         name=args.name,
         model=args.model,
         classes=tuple(canonical(c) for c in args.classes),
@@ -132,41 +162,44 @@ def cmd_train(args) -> int:
         from pipeline.checkpoints import init_source_path
 
         init_source_path(config.init_from, _runs_dir(args))  # a wrong source fails before the run exists
-    run_dir = train.create_run(config, _runs_dir(args))
-    return train.run_chunks(run_dir, chunks=args.chunks, report=_say)
+    run_dir = runs.create_run(config, _runs_dir(args))
+    return run_chunks(run_dir, chunks=args.chunks, report=_say)
 
 
 def cmd_resume(args) -> int:
-    from pipeline import train
+    from pipeline.chunks import run_chunks
     from pipeline.runs import resolve_run
 
     run_dir = resolve_run(_runs_dir(args), args.run)
-    return train.run_chunks(run_dir, chunks=args.chunks, epochs_per_chunk=args.epochs_per_chunk, report=_say)
+    return run_chunks(run_dir, chunks=args.chunks, epochs_per_chunk=args.epochs_per_chunk, report=_say)
 
 
 def cmd_branch(args) -> int:
-    from pipeline import train
-    from pipeline.runs import resolve_run
+    from pipeline.chunks import run_chunks
+    from pipeline.runs import branch_run, resolve_run
 
     parent = resolve_run(_runs_dir(args), args.run)
-    run_dir = train.branch_run(parent, args.name, from_epoch=args.from_epoch, learning_rate=args.lr,
-                               epochs_per_chunk=args.epochs_per_chunk)
+    run_dir = branch_run(parent, args.name, from_epoch=args.from_epoch, learning_rate=args.lr,
+                         epochs_per_chunk=args.epochs_per_chunk)
     print(f"branched {parent.name} -> {run_dir.name}")
     if args.chunks:
-        return train.run_chunks(run_dir, chunks=args.chunks, report=_say)
+        return run_chunks(run_dir, chunks=args.chunks, report=_say)
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from pipeline.evaluate import evaluate_run, format_report
+    from pipeline.evaluate import evaluate_run, evaluation_summary, format_report
     from pipeline.runs import resolve_run
 
+    progress = _progress(args)
     run_dir = resolve_run(_runs_dir(args), args.run)
-    result = evaluate_run(run_dir, data=args.data, checkpoint=args.checkpoint)
+    progress.progress("loading the model", force=True)
+    result = evaluate_run(run_dir, data=args.data, checkpoint=args.checkpoint,
+                          progress=lambda done, total: progress.progress("evaluating", done=done, total=total))
     print(format_report(result))
-    summary = {k: result[k] for k in ("top1", "top3", "map3", "n")}
-    summary["skipped_classes"] = result.get("skipped_classes", [])
+    summary = evaluation_summary(result)
     print(json.dumps(summary))
+    progress.result(summary)
     return 0
 
 
@@ -187,11 +220,16 @@ def cmd_export(args) -> int:
     from pipeline.export import export_run
     from pipeline.runs import resolve_run
 
+    progress = _progress(args)
     result = export_run(resolve_run(_runs_dir(args), args.run), checkpoint=args.checkpoint,
                         out_dir=args.out, quantize=args.quantize, verify=not args.no_verify,
-                        make_default=args.make_default)
-    print(json.dumps(result, indent=2))
-    return 0 if result.get("registered", True) else 1
+                        make_default=args.make_default, progress=lambda stage: progress.progress(stage, force=True))
+    print(json.dumps(result.to_json(), indent=2))
+    progress.result(result.to_json())
+    if not result.registered:
+        progress.error(result.message)
+        return 1
+    return 0
 
 
 def cmd_import_logs(args) -> int:
@@ -201,6 +239,12 @@ def cmd_import_logs(args) -> int:
                           keras_model=args.keras_model, classes_file=args.classes_file)
     print(f"imported {args.dir} as run {run_dir.name}")
     return 0
+
+
+def cmd_run_job(args) -> int:
+    from pipeline.jobs import run_job
+
+    return run_job(Path(args.jobfile))
 
 
 def cmd_runs(args) -> int:
@@ -221,6 +265,9 @@ def cmd_runs(args) -> int:
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description="Quick Draw Lab: data, training, evaluation and export.")
+    parser.add_argument("--progress", metavar="FILE.jsonl",
+                        help="also append the command's progress, result and error as JSON lines to FILE "
+                             "(what the dashboard's background jobs read; see pipeline/jobs.py)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name, func, help_text):
@@ -332,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes-file", help="text file of class names in the model's output order")
     runs_dir_option(p)
 
+    p = add("run-job", cmd_run_job, "run a background job's commands one after another (started by pipeline.jobs)")
+    p.add_argument("jobfile", metavar="JOB.json")
+
     p = add("runs", cmd_runs, "list runs with status and best metrics")
     runs_dir_option(p)
     return parser
@@ -341,14 +391,26 @@ def main(argv: list[str] | None = None) -> int:
     # TensorFlow's C++ notices (oneDNN, CPU features) are noise on a command line; errors still show.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    # With --progress, a failure is also an error record of the progress file (for the dashboard).
+    report = _progress(args) if args.progress else None
+    if report is not None:
+        report.start()
     try:
         return int(args.func(args) or 0)
     except QuickDrawError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if report is not None:
+            report.error(str(exc))
         return 2
     except FileNotFoundError as exc:
         print(f"error: file not found: {exc.filename or exc}", file=sys.stderr)
+        if report is not None:
+            report.error(f"file not found: {exc.filename or exc}")
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if report is not None:  # a bug: the traceback follows in the log
+            report.error(f"{type(exc).__name__}: {exc}")
+        raise

@@ -10,14 +10,13 @@ an input line is kept by `simplify` and ignored by `rasterize`. Outputs appear a
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.errors import DrawingError, QuickDrawError
+from pipeline.files import atomic_output, atomic_path
 from pipeline.formats import ReadStats, iter_ndjson
 from pipeline.raster import MAX_SIZE, MIN_SIZE, render_many
 from pipeline.strokes import from_google, simplify, to_google, to_simplified
@@ -29,31 +28,19 @@ class ConvertStats:
     skipped: int = 0
 
 
-def _temp_beside(path: Path, suffix: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    return Path(name)
-
-
 def simplify_file(input_path, output_path) -> ConvertStats:
     """Google's simplification of every raw drawing of an ndjson file, other fields kept."""
     input_path, output_path = Path(input_path), Path(output_path)
     stats, read = ConvertStats(), ReadStats()
-    temp = _temp_beside(output_path, ".ndjson")
-    try:
-        with open(temp, "w", encoding="utf-8") as out:
-            for record in iter_ndjson(input_path, stats=read):
-                try:
-                    record["drawing"] = to_google(simplify(from_google(record["drawing"])))
-                except DrawingError:
-                    stats.skipped += 1
-                    continue
-                out.write(json.dumps(record, separators=(",", ":")) + "\n")
-                stats.written += 1
-        os.replace(temp, output_path)
-    finally:
-        temp.unlink(missing_ok=True)
+    with atomic_output(output_path, "w", encoding="utf-8") as out:
+        for record in iter_ndjson(input_path, stats=read):
+            try:
+                record["drawing"] = to_google(simplify(from_google(record["drawing"])))
+            except DrawingError:
+                stats.skipped += 1
+                continue
+            out.write(json.dumps(record, separators=(",", ":")) + "\n")
+            stats.written += 1
     stats.skipped += read.skipped
     return stats
 
@@ -72,17 +59,13 @@ def rasterize_file(input_path, output_path, size: int = 28, colour_coded: bool =
             drawings.append(to_google(to_simplified(record["drawing"])))
         except DrawingError:
             stats.skipped += 1
-    temp = _temp_beside(output_path, ".npy")
-    try:
+    with atomic_path(output_path) as temp:
         rows = np.lib.format.open_memmap(temp, mode="w+", dtype=np.uint8, shape=(len(drawings), size * size))
         for start in range(0, len(drawings), batch):
             images = render_many(drawings[start:start + batch], size, colour_coded)
             rows[start:start + len(images)] = images.reshape(len(images), -1)
         rows.flush()
         del rows
-        os.replace(temp, output_path)
-    finally:
-        temp.unlink(missing_ok=True)
     stats.written = len(drawings)
     stats.skipped += read.skipped
     return stats

@@ -13,22 +13,25 @@ same drawings rendered two ways (bitmap28 / strokes) share one split.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline import formats
 from pipeline.errors import DataFormatError, DrawingError, QuickDrawError
-from pipeline.raster import render
-from pipeline.strokes import from_google, to_simplified
+from pipeline.raster import render_many, render_pool
+from pipeline.strokes import from_google
+
+if TYPE_CHECKING:
+    from pipeline.runs import RunConfig
 
 CACHE_VERSION = 1
 SPLITS = {"train": 0, "val": 1, "test": 2}
@@ -59,6 +62,27 @@ class DatasetSpec:
     @property
     def channels(self) -> int:
         return 2 if (self.representation == "strokes" and self.time_channel) else 1
+
+
+# ---------------------------------------------------------------- a run's dataset
+def dataset_spec(config: RunConfig) -> DatasetSpec:
+    """The DatasetSpec of a run's config (pipeline.runs.RunConfig)."""
+    return DatasetSpec(
+        classes=tuple(config.classes), per_class=config.per_class, representation=config.representation,
+        image_size=config.image_size, source=config.source, data_root=config.data_root,
+        val_fraction=config.val_fraction, test_fraction=config.test_fraction, time_channel=config.time_channel,
+        split_scheme=config.split_scheme,
+    )
+
+
+def cache_root() -> Path:
+    """Where caches are built: $QUICKDRAW_CACHE, else data/cache."""
+    return Path(os.environ.get("QUICKDRAW_CACHE", "data/cache"))
+
+
+def load_dataset(config: RunConfig) -> CachedDataset:
+    """A run's cached dataset, built on first use (train, evaluate, export and the benchmarks)."""
+    return build_cache(dataset_spec(config), cache_root())
 
 
 # ---------------------------------------------------------------- sources
@@ -127,38 +151,6 @@ def _stroke_records(fmt: str, path: Path, spec: DatasetSpec):
     if fmt == "binary":
         return formats.iter_binary(path, recognized=recognized)
     return formats.iter_ndjson(path, recognized=recognized)
-
-
-# ---------------------------------------------------------------- rendering
-def _render_chunk(args):
-    drawings, size, colour_coded, time_channel = args
-    channels = 2 if (colour_coded and time_channel) else 1
-    out = np.zeros((len(drawings), size, size, channels), np.uint8)
-    for i, strokes in enumerate(drawings):
-        if time_channel and all(s.shape[1] == 3 for s in strokes):
-            from pipeline.raster import _render_with_raw_time
-            out[i] = _render_with_raw_time(strokes, size)
-        else:
-            out[i] = render(to_simplified(strokes), size, colour_coded, time_channel)
-    return out
-
-
-def _pool(workers: int):
-    # fork: workers only run cairo and numpy (never TensorFlow, whose threads may exist in the parent),
-    # and unlike spawn it does not require callers' scripts to guard their main module.
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
-
-
-def _write_rendered(images, start: int, drawings: list, spec: DatasetSpec, pool) -> None:
-    colour_coded = spec.representation == "strokes"
-    jobs = [(drawings[i:i + RENDER_CHUNK], spec.size, colour_coded, spec.time_channel)
-            for i in range(0, len(drawings), RENDER_CHUNK)]
-    parallel = pool is not None and len(jobs) > 1
-    results = pool.map(_render_chunk, jobs) if parallel else map(_render_chunk, jobs)
-    position = start
-    for block in results:
-        images[position:position + len(block)] = block
-        position += len(block)
 
 
 # ---------------------------------------------------------------- the cache
@@ -231,9 +223,12 @@ def _build_into(folder: Path, spec: DatasetSpec, workers: int | None, progress) 
     per_class_counts, sources, skipped = {}, {}, {}
     workers = workers or os.cpu_count() or 1
     stroke_classes = any(source_for(spec, cls)[0] != "numpy_bitmap" for cls in spec.classes)
-    pool = _pool(workers) if workers > 1 and stroke_classes else None
     position = 0
-    try:
+    # Drawings of consecutive classes are rendered together, by one pool of processes for the whole
+    # build: a class of a few dozen drawings alone would leave the cores waiting on each other.
+    pending: list = []  # the drawings of rows pending_start... of images
+    pending_start = 0
+    with render_pool(workers) if workers > 1 and stroke_classes else contextlib.nullcontext() as pool:
         for label, cls in enumerate(spec.classes):
             fmt, path = source_for(spec, cls)
             sources[cls] = f"{fmt}:{path}"
@@ -253,23 +248,32 @@ def _build_into(folder: Path, spec: DatasetSpec, workers: int | None, progress) 
                                                          spec.test_fraction)
                 skipped[cls] = 0
             else:
+                # Google's JSON where raster's fast path takes it (simplified bitmaps), else the strokes
+                # parsed here to keep only usable drawings.
+                as_json = spec.representation == "bitmap28" and fmt != "raw"
                 drawings, keys, bad = [], [], 0
                 for record in _stroke_records(fmt, path, spec):
                     try:
                         strokes = from_google(record["drawing"])
                         if not strokes:
                             raise DrawingError("empty")
-                        if not spec.time_channel:
-                            strokes = to_simplified(strokes)
                     except (DrawingError, KeyError, TypeError):
                         bad += 1
                         continue
-                    drawings.append(strokes)
+                    drawings.append(record["drawing"] if as_json else strokes)
                     keys.append(_drawing_key(record))
                     if len(drawings) >= spec.per_class:
                         break
                 n = len(drawings)
-                _write_rendered(images, start, drawings, spec, pool)
+                if pending and pending_start + len(pending) != start:  # a numpy_bitmap class came between
+                    _render_into(images, pending_start, pending, spec, workers, pool)
+                    pending = []
+                if not pending:
+                    pending_start = start
+                pending.extend(drawings)
+                if len(pending) >= workers * RENDER_CHUNK:
+                    _render_into(images, pending_start, pending, spec, workers, pool)
+                    pending = []
                 skipped[cls] = bad
             if n == 0:
                 raise DataFormatError(f"class '{cls}' has no usable drawings in {path}; check or re-download it.")
@@ -280,9 +284,8 @@ def _build_into(folder: Path, spec: DatasetSpec, workers: int | None, progress) 
             position += n
             if progress:
                 progress(label + 1, len(spec.classes), cls)
-    finally:
-        if pool is not None:
-            pool.shutdown()
+        if pending:
+            _render_into(images, pending_start, pending, spec, workers, pool)
     images.flush()
     del images
     # Trim to what was found (classes can have fewer drawings than the cap): rewrite the header only.
@@ -296,18 +299,29 @@ def _build_into(folder: Path, spec: DatasetSpec, workers: int | None, progress) 
     (folder / "meta.json").write_text(json.dumps(meta, indent=2))
 
 
+def _render_into(images, start: int, drawings: list, spec: DatasetSpec, workers: int, pool) -> None:
+    render_many(drawings, spec.size, spec.representation == "strokes", spec.time_channel, workers=workers,
+                chunk=RENDER_CHUNK, executor=pool, out=images[start:start + len(drawings)])
+
+
 def _truncate_npy(source: Path, target: Path, shape: tuple) -> None:
     """Give a uint8 .npy a smaller first dimension without copying gigabytes: rewrite its header."""
     import io
 
+    npy = np.lib.format
+    header_io = {(1, 0): (npy.read_array_header_1_0, npy.write_array_header_1_0),
+                 (2, 0): (npy.read_array_header_2_0, npy.write_array_header_2_0)}
     with open(source, "r+b") as handle:
-        version = np.lib.format.read_magic(handle)
-        np.lib.format._read_array_header(handle, version)
-        data_offset = handle.tell()
-        header = io.BytesIO()
-        np.lib.format._write_array_header(header, {"descr": "|u1", "fortran_order": False, "shape": tuple(shape)},
-                                          version)
-        fits = len(header.getvalue()) == data_offset
+        version = npy.read_magic(handle)
+        fits = version in header_io  # (3, 0) is only for unicode field names: never a uint8 image array
+        if fits:
+            read_header, write_header = header_io[version]
+            read_header(handle)
+            data_offset = handle.tell()
+            header = io.BytesIO()
+            write_header(header, {"descr": "|u1", "fortran_order": False, "shape": tuple(shape)})
+            # The header keeps its length when the first dimension shrinks (numpy pads it for growth).
+            fits = len(header.getvalue()) == data_offset
         if fits:
             handle.seek(0)
             handle.write(header.getvalue())

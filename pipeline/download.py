@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import DataFormatError, DownloadError
+from pipeline.files import atomic_path
 from pipeline.formats import (
     BITMAP_PIXELS,
     EXTENSIONS,
@@ -67,18 +68,6 @@ class DownloadPlan:
     @property
     def is_local(self) -> bool:
         return not self.url.startswith(("http://", "https://"))
-
-
-def human_size(n: int | None) -> str:
-    """Bytes in decimal units as tqdm shows them: 0 B, 512 B, 7.9 kB, 12.3 MB, 1.2 GB."""
-    if n is None:
-        return "unknown size"
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(value) < 1000 or unit == "TB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    raise AssertionError("unreachable")
 
 
 # ---------------------------------------------------------------- where from, where to
@@ -492,8 +481,7 @@ def _rewrite_npy_rows(part: Path, dest: Path) -> None:
         if extra or rows > shape[0]:
             raise DataFormatError(f"{part} holds {part.stat().st_size - header_len} bytes of pixels, "
                                   "not whole 784-byte rows")
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")  # open(): usual permissions, unlike mkstemp
-        try:
+        with atomic_path(dest) as tmp:
             with open(tmp, "wb") as out:
                 np.lib.format.write_array_header_1_0(
                     out, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
@@ -501,11 +489,7 @@ def _rewrite_npy_rows(part: Path, dest: Path) -> None:
                 fh.seek(header_len)
                 while chunk := fh.read(1 << 20):
                     out.write(chunk)
-            read_numpy_bitmap(tmp)
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            read_numpy_bitmap(tmp)  # checked before it takes the real name
 
 
 def fetch_plan(p: DownloadPlan, progress: Progress | None = None, retries: int = 5, timeout: float = 30,

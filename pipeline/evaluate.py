@@ -11,13 +11,14 @@ sample of misclassified drawings with what the model said.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.errors import QuickDrawError
+from pipeline.files import atomic_write_json
 from pipeline.predict import Predictor
-from pipeline.runs import atomic_write_json
 
 MISCLASSIFIED_SAMPLES = 48
 
@@ -127,20 +128,25 @@ def _evaluate_folder(predictor: Predictor, folder: Path):
 
 
 def evaluate_run(run_dir: Path | str, data: str | Path | None = None, checkpoint: str = "best",
-                 write: bool = True) -> dict:
-    """Evaluate and (by default) write runs/<run>/eval.json; returns the same dict."""
+                 write: bool = True, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Evaluate and (by default) write runs/<run>/eval.json; returns the same dict. `progress`, when
+    given, is called with (drawings evaluated, drawings in all) as the evaluation goes."""
     run_dir = Path(run_dir)
+    say = progress or (lambda _done, _total: None)
     predictor = Predictor.from_run(run_dir, checkpoint)
     if data is None:
+        from pipeline.datasets import load_dataset
         from pipeline.runs import read_config
-        from pipeline.train import load_dataset
 
         dataset = load_dataset(read_config(run_dir))
         indices = dataset.indices("test")
         if len(indices) == 0:
             raise QuickDrawError("the run's test split is empty; raise --per-class or evaluate with --data DIR.")
-        probs = np.concatenate([predictor.probabilities(dataset.images[np.sort(indices[s:s + 2048])])
-                                for s in range(0, len(indices), 2048)])
+        parts = []
+        for s in range(0, len(indices), 2048):
+            say(s, len(indices))
+            parts.append(predictor.probabilities(dataset.images[np.sort(indices[s:s + 2048])]))
+        probs = np.concatenate(parts)
         labels = np.concatenate([np.asarray(dataset.labels[np.sort(indices[s:s + 2048])])
                                  for s in range(0, len(indices), 2048)])
         sorted_indices = np.concatenate([np.sort(indices[s:s + 2048]) for s in range(0, len(indices), 2048)])
@@ -151,8 +157,10 @@ def evaluate_run(run_dir: Path | str, data: str | Path | None = None, checkpoint
         images, skipped, source = image_of, [], "test split"
     else:
         images, labels, skipped = _evaluate_folder(predictor, Path(data))
+        say(0, len(labels))
         probs = predictor.probabilities(images)
         source = str(data)
+    say(len(labels), len(labels))
     result = metrics_from_probabilities(probs, labels, predictor.classes)
     result.update({"run": run_dir.name, "checkpoint": checkpoint, "data": source, "skipped_classes": skipped,
                    "evaluated_at": time.time(),
@@ -160,6 +168,14 @@ def evaluate_run(run_dir: Path | str, data: str | Path | None = None, checkpoint
     if write:
         atomic_write_json(run_dir / "eval.json", result)
     return result
+
+
+def evaluation_summary(result: dict) -> dict:
+    """The headline numbers of an evaluation (without the matrix and images): what
+    `python -m pipeline evaluate` prints last and writes as its result record."""
+    summary = {k: result.get(k) for k in ("run", "checkpoint", "data", "top1", "top3", "map3", "balanced_top1", "n")}
+    summary["skipped_classes"] = result.get("skipped_classes", [])
+    return summary
 
 
 def format_report(result: dict) -> str:

@@ -9,6 +9,12 @@
 
 and registers the model in web/models/index.json (which also names the page's default model).
 
+preprocess.json is the only place the page learns the pipeline's numbers (Google's simplification
+from pipeline/strokes.py, the rendering geometry and intensities from pipeline/raster.py):
+`preprocess_for` reads them from those modules, and web/preprocess.js refuses a file that lacks one
+rather than falling back to a copy of its own. `rewrite_preprocess` brings an exported model's file
+up to date with the same function, without re-exporting the model.
+
 Why a graph model: Keras 3's layers-model export does not load in TF.js 4.22, and `model.export`
 breaks on MobileNet. So we save a SavedModel of our own `tf.Module` whose serving function calls
 the model with training=False, and convert that with the tensorflowjs converter.
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import functools
 import http.server
 import os
@@ -33,12 +40,15 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.errors import QuickDrawError, RunError
-from pipeline.runs import atomic_write_json, now_iso, read_classes, read_config, read_json
+from pipeline.files import atomic_write_json, read_json
+from pipeline.runs import now_iso, read_classes, read_config
 
 QUANTIZE_CHOICES = ("none", "float16", "uint8")
 FLOAT32_TOLERANCE = 1e-4
@@ -46,6 +56,9 @@ QUANTIZED_MIN_AGREEMENT = 0.99
 VERIFY_SAMPLES = 200
 VERIFY_BACKEND = "cpu"  # exact float32 kernels; the page itself prefers wasm (tests/test_web_backends.py)
 TFJS_BUNDLE = Path("vendor") / "tf.min.js"
+# The page's preprocessing, which also unwraps the model's output (QuickDrawPreprocess.predictProbabilities)
+# for the page and for the verification below alike.
+PAGE_SCRIPT = Path("preprocess.js")
 _MOUNT = "/__export__/"
 
 
@@ -89,24 +102,61 @@ def convert_model(model, input_shape: tuple[int, int, int], out_dir: Path, quant
     return files
 
 
-def preprocess_description(config) -> dict:
-    """What the page must do to a drawing before the model sees it (web/preprocess.js reads this)."""
+def preprocess_for(representation: str, image_size: int, time_channel: bool = False) -> dict:
+    """The contents of preprocess.json: what the page must do to a drawing before a model of this
+    representation sees it. Every number is read from the one module that defines it, at call time;
+    web/preprocess.js takes each from here and has no copy of its own."""
     from pipeline import raster, strokes
     from pipeline.models import input_shape_for
 
-    height, width, channels = input_shape_for(config.representation, config.image_size, config.time_channel)
+    height, width, channels = input_shape_for(representation, image_size, time_channel)
     return {
-        "representation": config.representation,
+        "representation": representation,
         "input": {"height": height, "width": width, "channels": channels, "dtype": "float32",
                   "range": [0, 255], "layout": "NHWC"},
         "image_size": height,
-        "time_channel": bool(config.time_channel),
+        "time_channel": bool(time_channel),
+        # strokes.simplify and strokes.is_simplified; max_abs_coordinate is where a drawing is refused.
         "simplify": {"align": "top-left", "longer_side": strokes.SIMPLIFIED_SIDE,
                      "resample_spacing": strokes.RESAMPLE_SPACING, "rdp_epsilon": strokes.RDP_EPSILON,
-                     "round": "half-to-even"},
+                     "round": "half-to-even", "max_abs_coordinate": strokes.MAX_ABS_COORDINATE},
         "geometry": dict(raster.GEOMETRY),
-        "colour_coded": config.representation == "strokes",
+        "colour_coded": representation == "strokes",
+        # raster.stroke_intensity: stroke i has intensity max(first - step * i, floor), in 8-bit levels.
+        # `first` is a literal inside that function, so it is read by calling it for the first stroke.
+        "stroke_intensity": {"first": raster.COLOUR_FIRST, "step": raster.COLOUR_STEP,
+                             "floor": raster.COLOUR_FLOOR},
+        "time_intensity": {"start": float(raster.TIME_INK_START), "drop": float(raster.TIME_INK_DROP)},
     }
+
+
+def preprocess_description(config) -> dict:
+    """preprocess.json for a run's config (see `preprocess_for`)."""
+    return preprocess_for(config.representation, config.image_size, config.time_channel)
+
+
+def rewrite_preprocess(model_dir: Path | str) -> dict:
+    """Rewrite an exported model's preprocess.json with `preprocess_for`, keeping the representation
+    it was exported for; the model itself is not touched. Returns the new contents.
+
+    For models exported before preprocess.json carried every constant the page needs: the page
+    refuses such a file, and the model's own input shape is all that is needed to write a new one."""
+    path = Path(model_dir) / "preprocess.json"
+    if not path.exists():
+        raise ExportError(f"{path} does not exist: {model_dir} is not an exported model.")
+    old = read_json(path)
+    try:
+        representation, image_size = old["representation"], int(old["image_size"])
+        time_channel = bool(old.get("time_channel", False))
+    except (KeyError, TypeError, ValueError):
+        raise ExportError(f"{path} names no representation and image_size to rewrite it for; "
+                          "export the model again.") from None
+    new = preprocess_for(representation, image_size, time_channel)
+    if old.get("input") != new["input"]:
+        raise ExportError(f"{path} describes the input {old.get('input')}, but {representation} now means "
+                          f"{new['input']}: the model does not fit the current pipeline; export it again.")
+    atomic_write_json(path, new)
+    return new
 
 
 # ---------------------------------------------------------------- a local static server
@@ -167,13 +217,15 @@ def static_server(root: Path, mounts: dict[str, Path] | None = None, pages: dict
         thread.join(timeout=5)
 
 
+# Served from a web/ folder: TF.js and the page's preprocess.js (for predictProbabilities).
 BLANK_TFJS_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>tfjs</title>
-<script src="/vendor/tf.min.js"></script></head><body></body></html>"""
+<script src="/vendor/tf.min.js"></script><script src="/preprocess.js"></script></head><body></body></html>"""
 
 # Runs in the page: load a graph model and return its outputs for uint8 images (base64 in and out
 # keeps the Playwright messages small and exact).
 _PREDICT_JS = """
 async ({modelUrl, images, shape, backend, batch}) => {
+  if (!window.QuickDrawPreprocess) throw new Error('the page has not loaded preprocess.js (see BLANK_TFJS_PAGE)');
   if (!(await tf.setBackend(backend))) throw new Error('TF.js backend ' + backend + ' is not available');
   await tf.ready();
   const bin = atob(images);
@@ -186,10 +238,9 @@ async ({modelUrl, images, shape, backend, batch}) => {
     const n = Math.min(batch, shape[0] - start);
     const x = tf.tensor(Float32Array.from(bytes.subarray(start * per, (start + n) * per)),
                         [n, shape[1], shape[2], shape[3]], 'float32');
-    const y = model.predict(x);
-    const out = Array.isArray(y) ? y[0] : (y instanceof tf.Tensor ? y : Object.values(y)[0]);
+    const out = tf.tidy(() => QuickDrawPreprocess.predictProbabilities(model, x));
     chunks.push(await out.data());
-    tf.dispose([x, y]);
+    tf.dispose([x, out]);
   }
   model.dispose();
   let total = 0; for (const c of chunks) total += c.length;
@@ -206,7 +257,8 @@ async ({modelUrl, images, shape, backend, batch}) => {
 def tfjs_predict(page, model_url: str, images: np.ndarray, backend: str = VERIFY_BACKEND,
                  batch: int = 100) -> np.ndarray:
     """Probabilities of a TF.js graph model for uint8 images (N, H, W, C), computed in a Playwright
-    `page` that has loaded tf.min.js (e.g. BLANK_TFJS_PAGE)."""
+    `page` that has loaded tf.min.js and web/preprocess.js (e.g. BLANK_TFJS_PAGE), so the output is
+    unwrapped exactly as the page does it."""
     images = np.ascontiguousarray(images, dtype=np.uint8)
     result = page.evaluate(_PREDICT_JS, {
         "modelUrl": model_url, "images": base64.b64encode(images.tobytes()).decode("ascii"),
@@ -220,7 +272,7 @@ def tfjs_predict(page, model_url: str, images: np.ndarray, backend: str = VERIFY
 
 def verification_images(config, count: int = VERIFY_SAMPLES, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
     """(uint8 images, labels, description) of up to `count` drawings of the run's test split."""
-    from pipeline.train import load_dataset
+    from pipeline.datasets import load_dataset
 
     dataset = load_dataset(config)
     indices = np.asarray(dataset.indices("test"))
@@ -326,13 +378,56 @@ def _directory_size(folder: Path) -> int:
 
 
 # ---------------------------------------------------------------- the export
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export did - the one definition: returned by `export_run`, printed by `python -m pipeline
+    export`, written as the result record of its progress file (pipeline.jobs) and shown by the
+    dashboard's Export page, all by these field names."""
+
+    run: str
+    name: str  # the model's name in web/models/index.json (its folder's name)
+    checkpoint: str
+    quantize: str
+    path: str  # the folder holding the files (`<out>.rejected` when the verification failed)
+    size_bytes: int  # model.json and the weight shards
+    verification: str  # "passed", "failed" or "skipped"
+    verified: bool  # TF.js in headless Chromium matched Keras (verification == "passed")
+    verify_message: str  # the rule that passed, or why the verification failed or was skipped
+    verification_report: dict  # its numbers: n, max_abs_diff, top1_agreement, accuracy_change, backend...
+    registered: bool  # listed in web/models/index.json, so the page offers it
+    default: str | None = None  # the page's default model after this export (None when not registered)
+    message: str = ""  # why it was not registered, or a note (verification skipped); "" when all is well
+    files: tuple[str, ...] = ()
+    index: str | None = None  # the index.json it was registered in
+
+    def to_json(self) -> dict:
+        return {**dataclasses.asdict(self), "files": list(self.files)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> ExportResult:
+        """Back from to_json (a result record); TypeError when a field is missing."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in fields}
+        return cls(**{**values, "files": tuple(values.get("files") or ())})
+
+
+def _verify_message(verification: dict) -> str:
+    if verification.get("status") == "passed":
+        return verification.get("rule", "")
+    return verification.get("reason", "")
+
+
 def export_run(run_dir: Path | str, checkpoint: str = "best", out_dir: Path | str | None = None,
                quantize: str = "none", verify: bool = True, web_dir: Path | str = Path("web"),
-               verify_samples: int = VERIFY_SAMPLES, make_default: bool = False) -> dict:
-    """Export a run for the web page; returns what was done (files, verification, registration)."""
+               verify_samples: int = VERIFY_SAMPLES, make_default: bool = False,
+               progress: Callable[[str], None] | None = None) -> ExportResult:
+    """Export a run for the web page; returns what was done (ExportResult). `progress`, when given,
+    is told each stage as it starts."""
     from pipeline.browser import find_chromium
-    from pipeline.checkpoints import load_run_model
     from pipeline.models import input_shape_for
+    from pipeline.predict import load_run_model
+
+    say = progress or (lambda _stage: None)
 
     run_dir, web_dir = Path(run_dir), Path(web_dir)
     if not (run_dir / "config.json").exists():
@@ -341,6 +436,7 @@ def export_run(run_dir: Path | str, checkpoint: str = "best", out_dir: Path | st
         raise ExportError(f"--quantize must be one of {', '.join(QUANTIZE_CHOICES)}, not '{quantize}'.")
     config = read_config(run_dir)
     classes = read_classes(run_dir)
+    say("loading the model")
     model = load_run_model(run_dir, checkpoint)
     input_shape = input_shape_for(config.representation, config.image_size, config.time_channel)
     outputs = int(model.outputs[0].shape[-1])
@@ -352,45 +448,47 @@ def export_run(run_dir: Path | str, checkpoint: str = "best", out_dir: Path | st
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.export-", dir=out_dir.parent))
     try:
+        say("converting to TF.js")
         convert_model(model, input_shape, staging, quantize)
         atomic_write_json(staging / "labels.json", list(classes))
         atomic_write_json(staging / "preprocess.json", preprocess_description(config))
         size_bytes = _directory_size(staging)
 
+        say("verifying TF.js against Keras" if verify else "skipping the verification")
         verification = _verify(staging, model, config, quantize, verify, web_dir, verify_samples, find_chromium)
         verification["size_bytes"] = size_bytes
         atomic_write_json(staging / "verification.json", verification)
-        result = {"run": name, "checkpoint": checkpoint, "quantize": quantize, "size_bytes": size_bytes,
-                  "verification": verification}
+        report = {k: v for k, v in verification.items() if k != "size_bytes"}
+        result = functools.partial(
+            ExportResult, run=name, name=out_dir.name, checkpoint=checkpoint, quantize=quantize,
+            size_bytes=size_bytes, verification=verification["status"], verified=verification["status"] == "passed",
+            verify_message=_verify_message(verification), verification_report=report)
         if verification["status"] == "failed":
             rejected = out_dir.with_name(out_dir.name + ".rejected")
             _replace_dir(staging, rejected)
-            result.update({"registered": False, "out_dir": str(rejected), "reason": verification["reason"] +
-                           f"; the model was not registered and is left in {rejected} for inspection."})
-            return result
+            return result(path=str(rejected), registered=False, files=tuple(sorted(p.name for p in rejected.iterdir())),
+                          message=verification["reason"] + f"; the model was not registered and is left in "
+                                  f"{rejected} for inspection.")
         _replace_dir(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    result["out_dir"] = str(out_dir)
-    result["files"] = sorted(p.name for p in out_dir.iterdir())
+    result = functools.partial(result, path=str(out_dir), files=tuple(sorted(p.name for p in out_dir.iterdir())))
     try:
         relative = out_dir.resolve().relative_to(web_dir.resolve())
     except ValueError:
-        result.update({"registered": False, "reason": f"{out_dir} is outside {web_dir}, so the page cannot list "
-                       "it; export without --out (or into web/models/) to register it."})
-        return result
+        return result(registered=False, message=f"{out_dir} is outside {web_dir}, so the page cannot list it; "
+                      "export without --out (or into web/models/) to register it.")
     # The folder names the entry, so a quantized copy (--out web/models/RUN-uint8) sits beside the original.
     entry = {"name": out_dir.name, "run": name, "path": relative.as_posix(), "model": config.model,
              "representation": config.representation, "input": list(input_shape), "classes": len(classes),
              "size_bytes": size_bytes, "quantize": quantize, "checkpoint": checkpoint,
-             "verification": {k: v for k, v in verification.items() if k != "size_bytes"}, "exported": now_iso()}
+             "verification": report, "exported": now_iso()}
+    say("registering in index.json")
     index = register(web_dir, entry, make_default=make_default)
-    result.update({"registered": True, "index": str(web_dir / "models" / "index.json"),
-                   "default": index["default"]})
-    if verification["status"] == "skipped":
-        result["note"] = f"verification skipped: {verification['reason']}"
-    return result
+    note = f"verification skipped: {verification['reason']}" if verification["status"] == "skipped" else ""
+    return result(registered=True, default=index["default"], index=str(web_dir / "models" / "index.json"),
+                  message=note)
 
 
 def _verify(model_dir: Path, model, config, quantize: str, verify: bool, web_dir: Path, samples: int,
@@ -402,6 +500,8 @@ def _verify(model_dir: Path, model, config, quantize: str, verify: bool, web_dir
                 "`python -m playwright install chromium`), so TF.js was not compared with Keras"}
     if not (web_dir / TFJS_BUNDLE).exists():
         return {"status": "skipped", "reason": f"{web_dir / TFJS_BUNDLE} is missing: run `make web` first"}
+    if not (web_dir / PAGE_SCRIPT).exists():
+        return {"status": "skipped", "reason": f"{web_dir / PAGE_SCRIPT} is missing: {web_dir} is not the web page"}
     try:
         images, labels, source = verification_images(config, samples)
     except (QuickDrawError, OSError) as exc:
@@ -411,5 +511,5 @@ def _verify(model_dir: Path, model, config, quantize: str, verify: bool, web_dir
     return report
 
 
-__all__ = ["ExportError", "compare", "convert_model", "export_run", "preprocess_description", "read_index",
-           "register", "static_server", "tfjs_predict", "verify_in_browser"]
+__all__ = ["ExportError", "ExportResult", "compare", "convert_model", "export_run", "preprocess_description", "preprocess_for",
+           "read_index", "register", "rewrite_preprocess", "static_server", "tfjs_predict", "verify_in_browser"]

@@ -30,6 +30,7 @@ import numpy as np
 
 from pipeline.categories import all_categories
 from pipeline.errors import DataFormatError, QuickDrawError
+from pipeline.files import atomic_output
 
 FORMATS = ("numpy_bitmap", "simplified", "raw", "binary")
 
@@ -366,18 +367,10 @@ def write_binary(records: Iterable[dict], path: str | os.PathLike) -> int:
 
     Returns the number of drawings written. Null key_id/timestamp/countrycode are written as 0 and
     read back as None; null `recognized` is written as False."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # open(): usual permissions, unlike mkstemp
     count = 0
-    try:
-        with open(tmp, "wb") as out:
-            for count, record in enumerate(records, start=1):
-                out.write(_encode_record(record, count - 1))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path, "wb") as out:
+        for count, record in enumerate(records, start=1):
+            out.write(_encode_record(record, count - 1))
     return count
 
 

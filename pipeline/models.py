@@ -34,11 +34,13 @@ def build_cnn(num_classes: int, input_shape: tuple[int, int, int]) -> keras.Mode
     """
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
-    for filters in (16, 32, 64):
-        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
-        x = layers.MaxPooling2D(2)(x)
-    x = layers.Flatten()(x)
-    x = layers.Dense(128, activation="relu")(x)
+    # Every layer is named: checkpoints key variables by these names (pipeline.checkpoints), and
+    # Keras' automatic names (conv2d_7) depend on how many models the process built before.
+    for stage, filters in enumerate((16, 32, 64), start=1):
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{stage}")(x)
+        x = layers.MaxPooling2D(2, name=f"pool{stage}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(128, activation="relu", name="hidden")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="cnn")
 
@@ -69,7 +71,7 @@ def build_mobilenet(num_classes: int, input_shape: tuple[int, int, int], alpha: 
             layer.momentum = 0.9
     x = base(x)
     if dropout:
-        x = layers.Dropout(dropout)(x)
+        x = layers.Dropout(dropout, name="head_dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="mobilenet")
 
@@ -87,16 +89,16 @@ def build_qdnet(num_classes: int, input_shape: tuple[int, int, int], width: int 
     x = layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
     if not 1 <= int(blocks) <= 3:
         raise QuickDrawError(f"qdnet blocks (convolutions per stage) must be 1-3, got {blocks}.")
-    for filters in (width, width * 2, width * 4):
-        for _ in range(int(blocks)):
-            x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-            x = layers.BatchNormalization(momentum=0.9)(x)
-            x = layers.ReLU()(x)
-        x = layers.MaxPooling2D(2)(x)
-    x = layers.Flatten()(x)
-    x = layers.Dropout(dropout)(x)
-    x = layers.Dense(int(dense or width * 8), activation="relu")(x)
-    x = layers.Dropout(dropout)(x)
+    for stage, filters in enumerate((width, width * 2, width * 4), start=1):
+        for block in range(1, int(blocks) + 1):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{stage}_{block}")(x)
+            x = layers.BatchNormalization(momentum=0.9, name=f"bn{stage}_{block}")(x)
+            x = layers.ReLU(name=f"relu{stage}_{block}")(x)
+        x = layers.MaxPooling2D(2, name=f"pool{stage}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dropout(dropout, name="dropout1")(x)
+    x = layers.Dense(int(dense or width * 8), activation="relu", name="hidden")(x)
+    x = layers.Dropout(dropout, name="dropout2")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="qdnet")
 

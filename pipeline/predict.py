@@ -58,7 +58,6 @@ class Predictor:
 
     @classmethod
     def from_run(cls, run_dir: Path | str, checkpoint: str = "best") -> Predictor:
-        from pipeline.checkpoints import load_run_model
         from pipeline.runs import read_classes, read_config
 
         run_dir = Path(run_dir)
@@ -108,4 +107,34 @@ class Predictor:
         return self.predict_detailed(drawing, top, form).top
 
 
-__all__ = ["DrawingError", "Prediction", "Predictor", "prepare_input"]
+def load_run_model(run_dir: Path | str, checkpoint: str = "best"):
+    """A Keras model of the run for inference: 'best' is model/model.keras (safe mode), 'last' the
+    latest training checkpoint's weights in the model rebuilt from config.json."""
+    from pipeline.checkpoints import Checkpoint, latest_checkpoint
+    from pipeline.errors import RunError
+    from pipeline.models import build_model, input_shape_for, load_inference_model
+    from pipeline.runs import read_config
+
+    run_dir = Path(run_dir)
+    if checkpoint not in ("best", "last"):
+        raise RunError(f"checkpoint must be 'best' or 'last', not '{checkpoint}'.")
+    best_path = run_dir / "model" / "model.keras"
+    if checkpoint == "best":
+        if not best_path.exists():
+            raise RunError(f"run '{run_dir.name}' has no model/model.keras yet: train at least one epoch "
+                           "(or use --checkpoint last for a mid-epoch save).")
+        return load_inference_model(best_path)
+    path = latest_checkpoint(run_dir)
+    if path is None:
+        if best_path.exists():
+            return load_inference_model(best_path)
+        raise RunError(f"run '{run_dir.name}' has no checkpoint yet; train it first.")
+    config = read_config(run_dir)
+    model = build_model(config.model, len(config.classes),
+                        input_shape_for(config.representation, config.image_size, config.time_channel),
+                        **config.model_options)
+    Checkpoint.load(path).restore(model)
+    return model
+
+
+__all__ = ["load_run_model", "DrawingError", "Prediction", "Predictor", "prepare_input"]

@@ -12,12 +12,14 @@ The web page repeats this geometry from `GEOMETRY` (written into each export's p
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
 from pipeline.errors import DrawingError
+from pipeline.strokes import from_google, simplify, to_simplified
 
 GEOMETRY = {
     "drawing_side": 256.0,   # simplified coordinates live in 0..255
@@ -31,7 +33,15 @@ GEOMETRY = {
 # strokes of a doodle say most about it, so they are the strongest and are drawn on top.
 COLOUR_STEP = 24
 COLOUR_FLOOR = 64
+COLOUR_FIRST = 255  # the first stroke's intensity; each later one COLOUR_STEP fainter
+# The time channel's ink, TIME_INK_START - TIME_INK_DROP * t for t in 0..1 over the drawing (fractions
+# of full ink): early points bright, the last ones a quarter.
+TIME_INK_START = 1.0
+TIME_INK_DROP = 0.75
 MIN_SIZE, MAX_SIZE = 8, 512
+# render_many renders fewer drawings than this in the calling process unless given an executor: starting
+# a pool costs more than it saves.
+SERIAL_BELOW = 200
 
 
 def _cairo():
@@ -118,7 +128,7 @@ def render_bitmap(strokes, size: int = 28) -> np.ndarray:
 
 
 def stroke_intensity(index: int) -> int:
-    return max(255 - COLOUR_STEP * index, COLOUR_FLOOR)
+    return max(COLOUR_FIRST - COLOUR_STEP * index, COLOUR_FLOOR)
 
 
 def render_colour_coded(strokes, size: int = 64, time_channel: bool = False) -> np.ndarray:
@@ -140,10 +150,10 @@ def render_colour_coded(strokes, size: int = 64, time_channel: bool = False) -> 
     for index in reversed(range(len(centred))):
         points, t = centred[index], times[index]
         if len(points) == 1:
-            canvas.polyline(points[:, 0], points[:, 1], 1.0 - 0.75 * t[0])
+            canvas.polyline(points[:, 0], points[:, 1], TIME_INK_START - TIME_INK_DROP * t[0])
             continue
         for j in range(len(points) - 1):
-            canvas.polyline(points[j:j + 2, 0], points[j:j + 2, 1], 1.0 - 0.75 * t[j])
+            canvas.polyline(points[j:j + 2, 0], points[j:j + 2, 1], TIME_INK_START - TIME_INK_DROP * t[j])
     return np.stack([order, canvas.pixels()], axis=-1)
 
 
@@ -193,50 +203,101 @@ def render_simplified_json(drawing, size: int = 28) -> np.ndarray | None:
     return canvas.pixels()
 
 
-def _render_chunk(args) -> np.ndarray:
-    drawings, size, colour_coded, time_channel = args
-    from pipeline.strokes import from_google, to_simplified
-
-    channels = 2 if (colour_coded and time_channel) else 1
-    out = np.zeros((len(drawings), size, size, channels), np.uint8)
-    for i, drawing in enumerate(drawings):
-        if not colour_coded:
-            fast = render_simplified_json(drawing, size)
-            if fast is not None:
-                out[i, ..., 0] = fast
-                continue
-        strokes = from_google(drawing)
-        if time_channel and all(s.shape[1] == 3 for s in strokes):
-            out[i] = _render_with_raw_time(strokes, size)
-        else:
-            out[i] = render(to_simplified(strokes), size, colour_coded, time_channel)
-    return out
-
-
-def _render_with_raw_time(raw_strokes, size: int) -> np.ndarray:
-    from pipeline.strokes import simplify
-
+def render_with_raw_time(raw_strokes, size: int) -> np.ndarray:
+    """uint8 (size, size, 2) colour-coded rendering of *raw* strokes ((n, 3): x, y, t in ms) whose second
+    channel is the time each point was drawn: the strokes are simplified as Google does, and each kept
+    point takes the time at its place along the raw stroke."""
     simplified = simplify(raw_strokes)
     # Simplification drops t; give each kept point the time of the nearest raw point of its stroke.
     timed = []
     for raw, simple in zip(raw_strokes, simplified, strict=True):
         fractions = np.linspace(0, 1, len(simple)) if len(simple) > 1 else np.zeros(1)
-        t = np.interp(fractions, np.linspace(0, 1, len(raw)), raw[:, 2]) if len(raw) > 1 else raw[:1, 2]
+        if len(raw) > 1:
+            t = np.interp(fractions, np.linspace(0, 1, len(raw)), raw[:, 2])
+        else:  # a one-point stroke simplifies to a dot of two equal points
+            t = np.repeat(raw[:1, 2], len(simple))
         timed.append(np.column_stack([simple, t]))
     return render_colour_coded(timed, size, time_channel=True)
 
 
+def _is_parsed(drawing) -> bool:
+    return bool(drawing) and isinstance(drawing[0], np.ndarray)
+
+
+def _render_one(drawing, size: int, colour_coded: bool, time_channel: bool) -> np.ndarray:
+    if _is_parsed(drawing):
+        strokes = drawing
+    else:
+        if not colour_coded:
+            fast = render_simplified_json(drawing, size)
+            if fast is not None:
+                return fast[..., None]
+        strokes = from_google(drawing)
+    if colour_coded and time_channel and strokes and all(s.shape[1] == 3 for s in strokes):
+        return render_with_raw_time(strokes, size)
+    return render(to_simplified(strokes), size, colour_coded, time_channel)
+
+
+def _channels(colour_coded: bool, time_channel: bool) -> int:
+    return 2 if (colour_coded and time_channel) else 1
+
+
+def _render_chunk(args) -> np.ndarray:
+    drawings, size, colour_coded, time_channel = args
+    out = np.empty((len(drawings), size, size, _channels(colour_coded, time_channel)), np.uint8)
+    for i, drawing in enumerate(drawings):
+        out[i] = _render_one(drawing, size, colour_coded, time_channel)
+    return out
+
+
+def render_pool(workers: int | None = None) -> ProcessPoolExecutor:
+    """A pool of `workers` (default: all cores) rendering processes for `render_many(executor=...)`, to
+    start once for many calls (the dataset cache renders class by class). Use it as a context manager.
+
+    fork: workers only run cairo and numpy (never TensorFlow, whose threads may exist in the parent),
+    and unlike spawn it does not require callers' scripts to guard their main module."""
+    _cairo()  # loaded once here rather than in every worker
+    return ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1,
+                               mp_context=multiprocessing.get_context("fork"))
+
+
 def render_many(drawings, size: int = 28, colour_coded: bool = False, time_channel: bool = False,
-                workers: int | None = None, chunk: int = 2000) -> np.ndarray:
-    """uint8 (N, size, size, C) for Google-JSON drawings (simplified or raw), rows in input order,
-    rendered over all cores. Bad drawings raise DrawingError; filter them before (see datasets)."""
-    drawings = list(drawings)
+                workers: int | None = None, chunk: int = 2000, executor=None, out=None) -> np.ndarray:
+    """uint8 (N, size, size, C) for drawings in Google's JSON form (simplified or raw) or parsed
+    `Strokes` (as pipeline.strokes.from_google returns them), rows in input order, over all cores.
+
+    C is 2 with `colour_coded` and `time_channel` (raw drawings' t, else point order), else 1.
+    Simplified JSON bitmaps take the fast path (`render_simplified_json`); anything else is parsed and
+    simplified first. Bad drawings raise DrawingError; filter them before (see datasets).
+    `workers` processes (default: all cores) each take up to `chunk` drawings at a time, from `executor`
+    when given (a `render_pool()` kept across calls) or from a pool started for this call.
+    `out`, when given, is a uint8 (N, size, size, C) array (a memmap slice) written in place and returned."""
+    drawings = drawings if isinstance(drawings, list) else list(drawings)
+    n = len(drawings)
+    shape = (n, size, size, _channels(colour_coded, time_channel))
+    if out is None:
+        out = np.empty(shape, np.uint8)
+    elif out.shape != shape or out.dtype != np.uint8:
+        raise ValueError(f"out is {out.dtype} {out.shape}; render_many needs uint8 {shape}.")
     workers = workers or os.cpu_count() or 1
-    jobs = [(drawings[i:i + chunk], size, colour_coded, time_channel) for i in range(0, len(drawings), chunk)]
-    if not jobs:
-        channels = 2 if (colour_coded and time_channel) else 1
-        return np.zeros((0, size, size, channels), np.uint8)
-    if workers == 1 or len(jobs) == 1:
-        return np.concatenate([_render_chunk(job) for job in jobs])
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-        return np.concatenate(list(pool.map(_render_chunk, jobs)))
+    # Balanced: jobs of at most `chunk` drawings, as many as a multiple of the workers, all the same size.
+    count = -(-max(1, -(-n // chunk)) // workers) * workers
+    step = max(1, -(-n // count))
+    jobs = [(drawings[i:i + step], size, colour_coded, time_channel) for i in range(0, n, step)]
+    if workers == 1 or len(jobs) < 2 or (executor is None and n < SERIAL_BELOW):
+        for i, drawing in enumerate(drawings):
+            out[i] = _render_one(drawing, size, colour_coded, time_channel)
+        return out
+    if executor is None:
+        with render_pool(min(workers, len(jobs))) as pool:
+            _collect(pool.map(_render_chunk, jobs), out)
+    else:
+        _collect(executor.map(_render_chunk, jobs), out)
+    return out
+
+
+def _collect(blocks, out: np.ndarray) -> None:
+    position = 0
+    for block in blocks:
+        out[position:position + len(block)] = block
+        position += len(block)

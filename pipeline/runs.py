@@ -1,35 +1,39 @@
 """The record of experiments: one folder per run under runs/, the contract with the dashboard.
 
-Used by `python -m pipeline train|resume|branch|runs|import-logs` and by every dashboard page.
-The layout is documented in runs/README.md. Everything here is plain files written atomically
-(temp file, then `os.replace`), so a `kill -9` at any moment leaves every file readable:
+Used by `python -m pipeline train|resume|branch|runs|import-logs`, by the trainer and by every
+dashboard page. This module is the one writer of the run record - it creates, branches, renames and
+deletes runs, holds the lock, appends events and writes status and history - and `run_state` is the
+one answer to "what state is this run in". The layout is documented in runs/README.md. Every file
+is written atomically (pipeline.files), so a `kill -9` at any moment leaves every file readable:
 
     config.json    frozen RunConfig          classes.json   ordered labels
     history.csv    one row per epoch         events.jsonl   append-only log of what happened
-    status.json    live progress             .lock          PID of the trainer holding the run
+    status.json    live progress             .lock          flock'ed by the trainer; its PID inside
     checkpoints/   full training state       model/         inference-only best weights
     eval.json      after `evaluate`          tb/            TensorBoard event files
 
-This module knows nothing about Keras; train.py owns what goes inside checkpoints.
+What goes inside checkpoints is pipeline.checkpoints' business; this module imports no Keras.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import fcntl
 import io
 import json
 import math
 import os
 import re
 import socket
-import tempfile
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.errors import RunError
+from pipeline.errors import QuickDrawError, RunError
+from pipeline.files import append_json_line, atomic_write_json, atomic_write_text, read_json, read_json_lines
 
 SCHEMA_VERSION = 1
 HISTORY_COLUMNS = (
@@ -37,7 +41,15 @@ HISTORY_COLUMNS = (
     "val_loss", "val_accuracy", "val_top3", "lr",
 )
 METRIC_COLUMNS = ("loss", "accuracy", "top3", "val_loss", "val_accuracy", "val_top3", "lr")
-STATES = ("created", "running", "finished", "interrupted", "crashed", "damaged")
+# The one set of names shown for the history's metrics (CLI, dashboard, RESULTS).
+METRIC_LABELS = {
+    "loss": "train loss", "accuracy": "train top-1", "top3": "train top-3", "val_loss": "val loss",
+    "val_accuracy": "val top-1", "val_top3": "val top-3", "lr": "learning rate",
+}
+# What `run_state` answers: created (no epoch trained yet), running (a live trainer holds the lock),
+# stopped (by a signal or the Stop button; resumable), crashed (its trainer died), finished (the
+# chunks it was asked to train are done), damaged (unreadable).
+RUN_STATES = ("created", "running", "stopped", "crashed", "finished", "damaged")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
 
@@ -164,52 +176,6 @@ def resolve_run(runs_dir: Path | str, name: str) -> Path:
     return path
 
 
-# ---------------------------------------------------------------- atomic files
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder, fsync, then os.replace: readers see old or new."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: Path, data) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
-
-
-def _json_default(value):
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, (set, tuple)):
-        return list(value)
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def read_json(path: Path):
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise RunError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); restore or delete it.") from None
-
-
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime()) + f"{time.time() % 1:.3f}"[1:]
 
@@ -267,27 +233,23 @@ def read_history(run_dir: Path) -> list[dict]:
     path = Path(run_dir) / "history.csv"
     if not path.exists():
         return []
-    text = path.read_text(encoding="utf-8", errors="replace")
-    lines = text.splitlines()
-    if not lines:
-        return []
-    header = lines[0].split(",")
-    if "epoch" not in header:
-        raise RunError(f"{path} has no 'epoch' column; it is not a Quick Draw Lab history.")
-    rows, bad = [], 0
-    for line in lines[1:]:
-        if not line.strip():
-            continue
-        cells = next(csv.reader([line]))
-        if len(cells) != len(header):
-            bad += 1
-            continue
-        try:
-            row = {key: _parse_cell(key, cell) for key, cell in zip(header, cells, strict=True)}
-        except ValueError:
-            bad += 1
-            continue
-        rows.append(row)
+    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+        reader = csv.DictReader(fh, restkey="\0extra")
+        if not reader.fieldnames:
+            return []
+        if "epoch" not in reader.fieldnames:
+            raise RunError(f"{path} has no 'epoch' column; it is not a Quick Draw Lab history.")
+        rows, bad = [], 0
+        for raw in reader:
+            if not any(raw.values()):
+                continue
+            if "\0extra" in raw or None in raw.values():  # too many or too few cells
+                bad += 1
+                continue
+            try:
+                rows.append({key: _parse_cell(key, cell) for key, cell in raw.items()})
+            except ValueError:
+                bad += 1
     if bad:
         warnings.warn(f"{path}: skipped {bad} damaged line(s)", stacklevel=2)
     return rows
@@ -308,48 +270,44 @@ def _parse_cell(key: str, cell: str):
         return cell
 
 
+def best_row(history: list[dict]) -> dict | None:
+    """The best epoch of a history - the one definition (the trainer keeps its model): highest val
+    top-3, ties broken by the lower val loss, then the earlier epoch."""
+    scored = [row for row in history if row.get("val_top3") is not None]
+    if not scored:
+        return None
+    return max(scored, key=lambda row: (row["val_top3"], -(row.get("val_loss") or 0.0), -row["epoch"]))
+
+
 # ---------------------------------------------------------------- events
 def append_event(run_dir: Path, event: str, **fields) -> dict:
-    """Append one JSON line; a single write + fsync, so a kill leaves at most one partial last line,
-    which readers skip."""
+    """Append one JSON line to events.jsonl (a single fsync'ed write: a kill leaves at most one partial
+    last line, which readers skip)."""
     record = {"time": time.time(), "event": event, **fields}
-    line = json.dumps(record, default=_json_default) + "\n"
-    path = Path(run_dir) / "events.jsonl"
-    # A previous writer killed mid-line leaves no newline at the end: start on a fresh line.
-    prefix = ""
-    if path.exists() and path.stat().st_size:
-        with open(path, "rb") as fh:
-            fh.seek(-1, os.SEEK_END)
-            if fh.read(1) != b"\n":
-                prefix = "\n"
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(prefix + line)
-        fh.flush()
-        os.fsync(fh.fileno())
+    append_json_line(Path(run_dir) / "events.jsonl", record)
     return record
 
 
 def read_events(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "events.jsonl"
-    if not path.exists():
-        return []
-    events = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and "event" in record:
-            events.append(record)
-    return events
+    return [record for record in read_json_lines(Path(run_dir) / "events.jsonl") if "event" in record]
 
 
 def count_chunks(events: list[dict]) -> int:
     return sum(1 for e in events if e.get("event") == "chunk_start")
 
 
+def open_chunk(events: list[dict]) -> int | None:
+    """The chunk that started and never ended (its trainer was killed or its machine died), if any."""
+    opened = [e for e in events if e.get("event") == "chunk_start"]
+    closed = {e.get("chunk") for e in events if e.get("event") == "chunk_end"}
+    if opened and opened[-1].get("chunk") not in closed:
+        return opened[-1].get("chunk")
+    return None
+
+
 # ---------------------------------------------------------------- status
 def write_status(run_dir: Path, state: str, **fields) -> dict:
+    """status.json: what the trainer is doing now (state, epoch, batch, metrics, ETA); for live views."""
     record = {"state": state, "updated": time.time(), **fields}
     atomic_write_json(Path(run_dir) / "status.json", record)
     return record
@@ -387,80 +345,223 @@ def pid_alive(pid) -> bool:
         return True
 
 
-def effective_status(run_dir: Path) -> dict:
-    """status.json corrected by reality: 'running' whose trainer is gone is 'crashed'."""
-    status = dict(read_status(run_dir))
-    if status.get("state") == "running":
-        lock = read_lock(run_dir)
-        pid = (lock or {}).get("pid", status.get("pid"))
-        if not pid_alive(pid):
-            status["state"] = "crashed"
-            status["message"] = f"trainer PID {pid} is gone without saying goodbye (killed or crashed)"
-    return status
+@dataclass(frozen=True)
+class RunState:
+    """What state a run is in (one of RUN_STATES), why, and what status.json last said."""
+
+    state: str
+    message: str = ""
+    pid: int | None = None
+    complete: bool = False  # no further epoch to train (max_epochs reached or early stopping)
+    status: dict = field(default_factory=dict)
+
+
+def run_state(run_dir: Path) -> RunState:
+    """The one definition of a run's state, used by the CLI, the trainer and the dashboard: status.json
+    corrected by reality (a 'running' run whose trainer is gone, or a chunk that started and never
+    ended without a live trainer, is 'crashed')."""
+    run_dir = Path(run_dir)
+    try:
+        read_config(run_dir)
+    except RunError as exc:
+        return RunState("damaged", str(exc))
+    status = read_status(run_dir)
+    recorded = status.get("state", "created")
+    holder = read_lock(run_dir)
+    if holder is not None:
+        return RunState("running", f"trained by PID {holder['pid']}", pid=holder["pid"], status=status)
+    if recorded == "damaged":
+        return RunState("damaged", status.get("message", "status.json unreadable"), status=status)
+    unfinished = open_chunk(read_events(run_dir))
+    if recorded == "running" or recorded == "crashed" or unfinished is not None:
+        pid = status.get("pid")
+        message = status.get("message") if recorded == "crashed" else None
+        return RunState("crashed", message or f"trainer PID {pid} is gone without saying goodbye (killed or "
+                        f"crashed) in chunk {unfinished or status.get('chunk')}; resume continues from its last save",
+                        pid=pid, status=status)
+    if recorded in ("stopped", "interrupted"):  # "interrupted": the name before issue 10
+        return RunState("stopped", status.get("message", "stopped; resume continues"), status=status)
+    if recorded == "finished":
+        return RunState("finished", status.get("message", ""), complete=bool(status.get("run_complete")),
+                        status=status)
+    return RunState("created", "no epoch trained yet", status=status)
 
 
 # ---------------------------------------------------------------- lock: one trainer per run
 def read_lock(run_dir: Path) -> dict | None:
+    """The live trainer holding the run ({pid, host, since}), or None. The kernel's flock decides who
+    may train; the PID inside the file is for display and for this check."""
     path = Path(run_dir) / ".lock"
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
     try:
-        data = json.loads(text)
+        data = json.loads(text) if text.strip() else {}
     except json.JSONDecodeError:
-        return {"pid": None, "raw": text}
-    return data if isinstance(data, dict) else {"pid": None}
+        return None
+    if isinstance(data, dict) and pid_alive(data.get("pid")):
+        return data
+    return None
 
 
 class RunLock:
-    """A lock file holding the trainer's PID. A live holder refuses a second trainer; a dead one
-    (stale lock after a kill) is taken over with a warning and an event."""
+    """`fcntl.flock` on runs/<id>/.lock, held for as long as the trainer lives: the kernel lets exactly
+    one process hold it, and frees it when that process dies (no stale lock to take over by hand).
+    The holder writes its PID into the file so others can say who is training."""
 
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / ".lock"
         self.run_dir = Path(run_dir)
-        self.took_over_from: int | None = None
+        self.took_over_from: int | None = None  # a dead trainer's PID left in the file (it was killed)
+        self._fd: int | None = None
 
     def acquire(self) -> RunLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            # The holder writes its PID right after taking the lock: wait a moment for it.
+            holder = None
+            for _ in range(50):
+                holder = read_lock(self.run_dir)
+                if holder:
+                    break
+                time.sleep(0.02)
+            pid = (holder or {}).get("pid", "unknown")
+            raise RunError(
+                f"run '{self.run_dir.name}' is being trained by PID {pid}; wait for it, or stop it "
+                f"(`kill {pid}` saves and stops at the end of the current batch)."
+            ) from None
+        previous = os.read(fd, 4096).decode("utf-8", errors="replace")
+        try:
+            left = json.loads(previous).get("pid") if previous.strip() else None
+        except (json.JSONDecodeError, AttributeError):
+            left = None
+        self.took_over_from = left if left not in (None, os.getpid()) else None
         payload = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = read_lock(self.run_dir) or {}
-                pid = holder.get("pid")
-                if pid_alive(pid) and pid != os.getpid():
-                    raise RunError(
-                        f"run '{self.run_dir.name}' is being trained by PID {pid}; wait for it, or stop it "
-                        f"(`kill {pid}` saves and stops at the end of the current batch)."
-                    ) from None
-                self.took_over_from = pid
-                try:
-                    os.unlink(self.path)
-                except FileNotFoundError:
-                    pass
-                continue
-            with os.fdopen(fd, "w") as fh:
-                fh.write(payload)
-                fh.flush()
-                os.fsync(fh.fileno())
-            return self
-        raise RunError(f"could not take the lock {self.path}; another trainer keeps grabbing it.")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, payload.encode("utf-8"), 0)
+        os.fsync(fd)
+        self._fd = fd
+        return self
 
     def release(self) -> None:
-        holder = read_lock(self.run_dir)
-        if holder and holder.get("pid") == os.getpid():
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
+        if self._fd is None:
+            return
+        os.ftruncate(self._fd, 0)  # nobody holds it: readers see an empty file, not our (live) PID
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
 
     def __enter__(self):
         return self.acquire()
 
     def __exit__(self, *exc):
         self.release()
+
+
+# ---------------------------------------------------------------- creating and branching
+def library_versions() -> dict:
+    import keras
+    import tensorflow as tf
+
+    return {"python": sys.version.split()[0], "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": __import__("numpy").__version__}
+
+
+def make_config(*, name: str, model: str, classes: tuple[str, ...], per_class: int,
+                representation: str = "bitmap28", image_size: int | None = None, source: str = "auto",
+                data_root: str | None = None, epochs_per_chunk: int = 10, batch_size: int = 256,
+                learning_rate: float | None = None, seed: int = 0, save_every_batches: int | None = None,
+                strategy: str = "default", model_options: dict | None = None, max_epochs: int | None = None,
+                **extra) -> RunConfig:
+    """A validated RunConfig with the model's defaults filled in."""
+    from pipeline import recipe
+    from pipeline.formats import data_root as resolve_data_root
+    from pipeline.models import model_spec
+
+    validate_run_name(name)
+    spec = model_spec(model)
+    if len(set(classes)) != len(classes):
+        raise QuickDrawError("the class list has duplicates; name each class once.")
+    if len(classes) < 2:
+        raise QuickDrawError("train needs at least 2 classes.")
+    if representation == "bitmap28":
+        size = 28
+    elif representation == "strokes":
+        size = int(image_size or 64)
+        if not 28 <= size <= 256:
+            raise QuickDrawError(f"--image-size must be between 28 and 256, got {size}.")
+    else:
+        raise QuickDrawError(f"unknown representation '{representation}'; use bitmap28 or strokes.")
+    config = RunConfig(
+        name=name, model=model, classes=tuple(classes), per_class=int(per_class),
+        representation=representation, image_size=size, source=source,
+        data_root=str(resolve_data_root(data_root)), epochs_per_chunk=int(epochs_per_chunk),
+        batch_size=int(batch_size), learning_rate=float(learning_rate or spec.learning_rate), seed=int(seed),
+        save_every_batches=save_every_batches, strategy=strategy, model_options=dict(model_options or {}),
+        max_epochs=max_epochs, created=now_iso(), versions=library_versions(),
+        **{"split_scheme": "rows64", **extra},
+    )
+    recipe.validate(config)
+    return config
+
+
+def create_run(config: RunConfig, runs_dir: Path | str) -> Path:
+    """Create runs/<name>/ with config.json, classes.json, an empty history and a `created` event."""
+    run_dir = run_path(runs_dir, config.name)
+    if (run_dir / "config.json").exists():
+        raise RunError(f"run '{config.name}' already exists in {runs_dir}; `python -m pipeline resume "
+                       f"{config.name}` continues it, or pick another --name.")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_config(run_dir, config)
+    write_history(run_dir, [])
+    append_event(run_dir, "created", model=config.model, classes=len(config.classes))
+    write_status(run_dir, "created")
+    return run_dir
+
+
+def branch_run(parent_dir: Path, name: str, from_epoch: int | None = None, learning_rate: float | None = None,
+               epochs_per_chunk: int | None = None) -> Path:
+    """A new run starting from an epoch-end checkpoint of another, remembering its parent."""
+    from pipeline.checkpoints import Checkpoint, epoch_checkpoint_path, epoch_checkpoints
+
+    parent_dir = Path(parent_dir)
+    parent = read_config(parent_dir)
+    saved = epoch_checkpoints(parent_dir)
+    if not saved:
+        raise RunError(f"run '{parent_dir.name}' has no epoch checkpoint to branch from; train it first.")
+    epoch = from_epoch or max(saved)
+    if epoch not in saved:
+        raise RunError(f"run '{parent_dir.name}' has no checkpoint at epoch {epoch}; saved epochs: "
+                       f"{', '.join(map(str, saved))}.")
+    checkpoint = Checkpoint.load(saved[epoch])
+    config = dataclasses.replace(
+        parent, name=validate_run_name(name), parent={"run": parent_dir.name, "epoch": epoch},
+        learning_rate=learning_rate or parent.learning_rate,
+        epochs_per_chunk=epochs_per_chunk or parent.epochs_per_chunk,
+        created=now_iso(), versions=library_versions(),
+    )
+    run_dir = create_run(config, parent_dir.parent)
+    checkpoint.state = checkpoint.state.branched(epoch, learning_rate)
+    checkpoint.save(epoch_checkpoint_path(run_dir, epoch))
+    write_history(run_dir, checkpoint.state.history)
+    append_event(run_dir, "branch", parent=parent_dir.name, epoch=epoch, lr=checkpoint.state.schedule["lr"])
+    return run_dir
+
+
+def refuse_retraining_a_record(run_dir: Path) -> None:
+    """A run with recorded epochs but no checkpoint (a cloned run: checkpoints stay out of git; an
+    imported seed log) must not silently start again from epoch 1 and overwrite its history."""
+    recorded = read_history(run_dir)
+    if recorded:
+        raise RunError(
+            f"run '{run_dir.name}' has {len(recorded)} epoch(s) in history.csv but no training checkpoint in "
+            f"{run_dir / 'checkpoints'} (checkpoints stay out of git, and imported logs have none): it can be "
+            "evaluated, predicted with and exported, not trained further. Nothing was changed; to train the "
+            "same settings again, start a new run with `python -m pipeline train --name NEW ...`.")
 
 
 # ---------------------------------------------------------------- listing
@@ -517,9 +618,8 @@ def summarize_run(run_dir: Path) -> RunSummary:
         summary.chunks = count_chunks(events) or len({row.get("chunk") for row in history})
         folder = run_dir / "checkpoints"
         summary.checkpoints = sum(1 for _ in folder.glob("*.npz")) if folder.is_dir() else 0
-        scored = [r for r in history if r.get("val_top3") is not None]
-        if scored:
-            best = max(scored, key=lambda r: r["val_top3"])
+        best = best_row(history)
+        if best:
             summary.best_val_top3 = best["val_top3"]
             summary.best_val_accuracy = best.get("val_accuracy")
             summary.best_epoch = best.get("epoch")
@@ -527,9 +627,9 @@ def summarize_run(run_dir: Path) -> RunSummary:
         ev = read_json(eval_path) if eval_path.exists() else None
         if ev is not None:
             summary.test_top1, summary.test_top3 = ev.get("top1"), ev.get("top3")
-        status = effective_status(run_dir)
-        summary.status = status.get("state", "created")
-        summary.updated = recorded_update_time(events, status, ev) or summary.updated
+        state = run_state(run_dir)
+        summary.status = state.state
+        summary.updated = recorded_update_time(events, state.status, ev) or summary.updated
     except (RunError, OSError, ValueError, KeyError, TypeError) as exc:
         summary.status = "damaged"
         summary.damaged = str(exc)
@@ -551,7 +651,7 @@ def rename_run(runs_dir: Path, old: str, new: str) -> Path:
     if target.exists():
         raise RunError(f"a run named '{new}' already exists; pick another name.")
     lock = read_lock(source)
-    if lock and pid_alive(lock.get("pid")):
+    if lock:
         raise RunError(f"run '{old}' is training (PID {lock.get('pid')}); stop it before renaming.")
     os.rename(source, target)
     config = read_config(target)
@@ -565,7 +665,7 @@ def delete_run(runs_dir: Path, name: str) -> None:
 
     path = resolve_run(runs_dir, name)
     lock = read_lock(path)
-    if lock and pid_alive(lock.get("pid")):
+    if lock:
         raise RunError(f"run '{name}' is training (PID {lock.get('pid')}); stop it before deleting.")
     # Move aside first so a half-finished delete never looks like a run.
     trash = path.with_name(f".deleting-{name}-{os.getpid()}")

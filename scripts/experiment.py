@@ -199,7 +199,7 @@ def python_latency_ms(name: str) -> float:
 
 
 def parameters(name: str) -> int:
-    from pipeline.checkpoints import load_run_model
+    from pipeline.predict import load_run_model
 
     return int(load_run_model(RUNS / name).count_params())
 

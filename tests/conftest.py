@@ -39,22 +39,25 @@ SMALL_CLASSES = ("apple", "banana", "cat", "fish", "house", "bicycle", "eye", "d
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory):
-    """Dataset caches for the whole session, so runs sharing a dataset render it once."""
+    """Dataset caches for the whole session, so runs sharing a dataset render it once. $QUICKDRAW_CACHE
+    points there until the session ends, then is put back as it was."""
     path = tmp_path_factory.mktemp("cache")
-    os.environ["QUICKDRAW_CACHE"] = str(path)
-    return path
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("QUICKDRAW_CACHE", str(path))
+        yield path
 
 
 def train_small_run(runs_dir, name, model, shared, *, classes=SMALL_CLASSES, per_class=300, epochs=3,
                     model_options=None, **kw):
     """A real run trained through the pipeline on ../shared bitmaps (seconds, not minutes)."""
-    from pipeline import train
+    from pipeline import runs
+    from pipeline.chunks import run_chunks
 
-    config = train.make_config(name=name, model=model, classes=tuple(classes), per_class=per_class,
-                               data_root=str(shared), epochs_per_chunk=epochs, batch_size=64,
-                               model_options=model_options or {}, **kw)
-    run_dir = train.create_run(config, runs_dir)
-    assert train.run_chunks(run_dir, chunks=1) == 0
+    config = runs.make_config(name=name, model=model, classes=tuple(classes), per_class=per_class,
+                              data_root=str(shared), epochs_per_chunk=epochs, batch_size=64,
+                              model_options=model_options or {}, **kw)
+    run_dir = runs.create_run(config, runs_dir)
+    assert run_chunks(run_dir, chunks=1) == 0
     return run_dir
 
 

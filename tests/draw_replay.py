@@ -65,6 +65,8 @@ def drawn_points(drawing: list, box: dict, margin: float = MARGIN) -> list[np.nd
 
 
 def _wait_until(deadline: float) -> None:
+    """Deliberate pacing, not a wait for the page: the replay keeps a person's timing between mouse
+    events (the Pace), which is what the Draw page and web/ must cope with."""
     delay = deadline - time.perf_counter()
     if delay > 0:
         time.sleep(delay)

@@ -48,7 +48,7 @@ def _history(epochs: int, chunk_size: int, start: float, seed: int = 0) -> list[
 
 def _make_run(runs_dir: Path, name: str, model: str, epochs: int, chunk_size: int, state: str, *,
               stop_at: int | None = None, seed: int = 0, checkpoints: bool = True, **status) -> Path:
-    from pipeline.train import create_run, make_config
+    from pipeline.runs import create_run, make_config
 
     config = make_config(name=name, model=model, classes=("cat", "dog", "fish"), per_class=100,
                          epochs_per_chunk=chunk_size, data_root=str(runs_dir.parent / "data"))
@@ -62,6 +62,8 @@ def _make_run(runs_dir: Path, name: str, model: str, epochs: int, chunk_size: in
         runs_mod.append_event(run_dir, "chunk_start", chunk=chunk, epoch=first, batch=0)
         if stop_at is not None and chunk == rows[-1]["chunk"]:
             runs_mod.append_event(run_dir, "signal_stop", signal="SIGTERM", chunk=chunk, epoch=stop_at, batch=3)
+            # The trainer closes a chunk it was stopped in (exit code 143); only a killed one stays open.
+            runs_mod.append_event(run_dir, "chunk_end", chunk=chunk, epoch=stop_at - 1, batch=3, exit_code=143)
         else:
             runs_mod.append_event(run_dir, "chunk_end", chunk=chunk, epoch=last, batch=0)
     runs_mod.write_status(run_dir, state, chunk=rows[-1]["chunk"], epoch=epochs, **status)
@@ -149,22 +151,21 @@ def _dataframe(at: AppTest, key: str):
 def test_ema_smooth_is_tensorboard_debiased_ema():
     from dashboard.common import ema_smooth
 
-    values = [1.0, 2.0, 3.0, None, 4.0]
-    assert ema_smooth(values, 0.0) == [1.0, 2.0, 3.0, None, 4.0]
-    smoothed = ema_smooth(values, 0.6)
-    # Debiasing makes the first point its own value, not 0.4 * value.
-    assert smoothed[0] == pytest.approx(1.0)
-    last, expected, n = 0.0, [], 0
-    for v in values:
-        if v is None:
-            expected.append(None)
-            continue
-        n += 1
-        last = 0.6 * last + 0.4 * v
-        expected.append(last / (1 - 0.6 ** n))
-    assert smoothed[3] is None
-    assert smoothed == pytest.approx(expected) if None not in expected else all(
-        (a is None and b is None) or a == pytest.approx(b) for a, b in zip(smoothed, expected, strict=True))
+    values = [1.0, 3.0, None, 5.0]
+    assert ema_smooth(values, 0.0) == [1.0, 3.0, None, 5.0]
+    # Worked by hand for weight w = 0.5: s_n = w * s_(n-1) + (1 - w) * x_n from s_0 = 0, shown as
+    # s_n / (1 - w**n), where n counts the values seen so far (the None is not a step):
+    #   x=1: s_1 = 0.5*0    + 0.5*1 = 0.5    -> 0.5   / (1 - 0.5)   = 1
+    #   x=3: s_2 = 0.5*0.5  + 0.5*3 = 1.75   -> 1.75  / (1 - 0.25)  = 7/3  = 2.3333...
+    #   None: stays None, s unchanged
+    #   x=5: s_3 = 0.5*1.75 + 0.5*5 = 3.375  -> 3.375 / (1 - 0.125) = 27/7 = 3.8571...
+    # The same as pandas' ewm(alpha=1 - w, adjust=True, ignore_na=True).mean(), a weighted average with
+    # weights w**age: x=5 gives (5 + 0.5*3 + 0.25*1) / (1 + 0.5 + 0.25) = 6.75 / 1.75 = 27/7. (Counting
+    # the None as a step, ignore_na=False, would give (5 + 0.25*3 + 0.125*1) / 1.375 = 4.2727... instead.)
+    # Debiasing makes the first point its own value, not (1 - w) * value = 0.5.
+    smoothed = ema_smooth(values, 0.5)
+    assert smoothed[2] is None
+    assert smoothed == pytest.approx([1.0, 7 / 3, None, 27 / 7])
     assert ema_smooth([5.0] * 10, 0.95) == pytest.approx([5.0] * 10)  # a constant stays constant
     assert ema_smooth([0.0, 1.0, 1.0, 1.0], 0.9)[-1] < 1.0  # lags behind a jump
     assert ema_smooth([float("nan"), 2.0], 0.5) == [None, pytest.approx(2.0)]
@@ -172,67 +173,19 @@ def test_ema_smooth_is_tensorboard_debiased_ema():
         ema_smooth([1.0], 1.0)
 
 
-def test_last_json_object_finds_the_cli_result():
-    from dashboard.common import last_json_object
-
-    log = 'converting...\nprogress {not json}\n{\n  "run": "a",\n  "verification": {"status": "skipped"}\n}\n'
-    assert last_json_object(log) == {"run": "a", "verification": {"status": "skipped"}}
-    assert last_json_object("no json here") is None
-
-
-def test_job_log_hides_tensorflow_start_up_chatter_but_not_errors(tmp_path, monkeypatch):
-    from dashboard import common
-
-    log = tmp_path / "job.log"
-    log.write_text(
-        "2026-11-25 12:37:34.846583: E external/local_xla/xla/stream_executor/cuda/cuda_fft.cc:467] Unable to register\n"
-        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
-        "E0000 00:00:1795610254.878149   12496 cuda_dnn.cc:8579] Unable to register cuDNN factory\n"
-        "W0000 00:00:1795610254.902657   12496 computation_placer.cc:177] computation placer already registered.\n"
-        "To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow\n"
-        "epoch 1/3 batch 5/10\r epoch 1/3 batch 10/10\n"
-        "error: run 'x' is training (PID 7); stop it first.\n"
-        "Traceback (most recent call last):\n", encoding="utf-8")
-    text = common.job_log({"id": "job", "log": str(log)})
-    assert text.splitlines() == [" epoch 1/3 batch 10/10", "error: run 'x' is training (PID 7); stop it first.",
-                                 "Traceback (most recent call last):"]
-
-
-def test_background_job_runs_pipeline_commands_in_order(tmp_path, monkeypatch):
-    from dashboard import common
+def test_train_steps_download_missing_classes_first(tmp_path, monkeypatch):
+    from dashboard.views.train import train_steps
 
     monkeypatch.setenv("QUICKDRAW_RUNS", str(tmp_path / "runs"))
-    (tmp_path / "runs").mkdir()
-    job = common.start_job("listing", "test", [common.pipeline_command("runs", "--runs-dir", str(tmp_path / "runs")),
-                                               common.pipeline_command("download", "not-a-class")])
-    deadline = time.time() + 60
-    while common.job_state(common.read_job("listing")) == "running" and time.time() < deadline:
-        time.sleep(0.2)
-    job = common.read_job("listing")
-    log = common.job_log(job)
-    assert common.job_state(job) == "failed"
-    assert "no runs in" in log  # the first command ran
-    errors = common.log_errors(log)
-    assert errors and "not-a-class" in errors[0] and "is not a Quick, Draw! class" in errors[0]
-    with pytest.raises(runs_mod.RunError):
-        common.start_job("../evil", "test", [])
-
-
-def test_train_commands_download_missing_classes_first(tmp_path, monkeypatch):
-    from dashboard.views.train import download_progress, train_commands
-
-    monkeypatch.setenv("QUICKDRAW_RUNS", str(tmp_path / "runs"))
-    commands = train_commands(name="r1", model="cnn", classes=["cat", "dog"], per_class=500,
-                              representation="strokes", epochs_per_chunk=2, chunks=1, missing=["dog"],
-                              data_root=tmp_path / "data")
-    assert commands[0][1:4] == ["-m", "pipeline", "download"]
-    assert commands[0][4:] == ["dog", "--format", "simplified", "--per-class", "500", "--data", str(tmp_path / "data")]
-    assert commands[1][3] == "train" and "--runs-dir" in commands[1]
-    assert commands[1][commands[1].index("--classes") + 1:commands[1].index("--classes") + 3] == ["cat", "dog"]
-    assert len(train_commands(name="r1", model="cnn", classes=["cat", "dog"], per_class=5, representation="bitmap28",
-                              epochs_per_chunk=2, chunks=1, missing=[], data_root=tmp_path)) == 1
-    assert download_progress("cat:  12%|#  | 1.2M/10M\rcat:  57%|#####") == pytest.approx(0.57)
-    assert download_progress("nothing") is None
+    steps = train_steps(name="r1", model="cnn", classes=["cat", "dog"], per_class=500,
+                        representation="strokes", epochs_per_chunk=2, chunks=1, missing=["dog"],
+                        data_root=tmp_path / "data")
+    assert steps[0] == ["download", "dog", "--format", "simplified", "--per-class", "500", "--data",
+                        str(tmp_path / "data")]
+    assert steps[1][0] == "train" and steps[1][steps[1].index("--name") + 1] == "r1"
+    assert steps[1][steps[1].index("--classes") + 1:steps[1].index("--classes") + 3] == ["cat", "dog"]
+    assert len(train_steps(name="r1", model="cnn", classes=["cat", "dog"], per_class=5, representation="bitmap28",
+                           epochs_per_chunk=2, chunks=1, missing=[], data_root=tmp_path)) == 1
 
 
 # ---------------------------------------------------------------- Runs
@@ -241,7 +194,7 @@ def test_runs_page_lists_every_run_with_status(runs_env):
     assert not at.exception, at.exception
     table = _dataframe(at, "runs_table")
     status = dict(zip(table["name"], table["status"], strict=True))
-    assert status == {"cnn-finished": "finished", "mobilenet-stopped": "interrupted", "cnn-running": "running",
+    assert status == {"cnn-finished": "finished", "mobilenet-stopped": "stopped", "cnn-running": "running",
                       "qdnet-crashed": "crashed", "broken-run": "damaged", "seed-notebook": "finished",
                       "cnn-cloned": "finished"}
     row = table.set_index("name").loc["cnn-finished"]
@@ -366,10 +319,13 @@ def test_compare_uses_selection_and_offers_downloads(runs_env):
 
 
 def test_compare_png_export_never_crashes(runs_env):
+    from unittest import mock
+
     at = page_test("compare")
     at.session_state["selected_runs"] = ["cnn-finished"]
     at.run()
-    at.button(key="compare_make_png").click().run(timeout=180)
+    with mock.patch.dict(os.environ):  # figure_png sets $BROWSER_PATH for kaleido: restored afterwards
+        at.button(key="compare_make_png").click().run(timeout=180)
     assert not at.exception
     from pipeline.browser import find_chromium
 
@@ -406,6 +362,34 @@ def test_train_page_shows_categories_models_and_live_progress(runs_env):
     assert not (runs_env["runs_dir"].parent / "outside").exists()
 
 
+def test_train_page_shows_a_jobs_progress_and_error_from_its_files(tmp_path, monkeypatch):
+    from pipeline import jobs
+
+    logs = tmp_path / "runs" / ".logs"
+    logs.mkdir(parents=True)
+    monkeypatch.setenv("QUICKDRAW_RUNS", str(tmp_path / "runs"))
+    steps = [["download", "cat", "--format", "numpy_bitmap"], ["train", "--name", "r1"]]
+    running = {"id": "train-r1", "kind": "train", "run": "r1", "runs_dir": str(tmp_path / "runs"), "steps": steps,
+               "commands": [], "started": time.time(), "pid": os.getpid(), "step": 0, "returncodes": []}
+    runs_mod.atomic_write_json(logs / "train-r1.json", running)
+    progress = jobs.ProgressFile(logs / "train-r1.progress.jsonl", "download")
+    progress.start()
+    progress.progress("downloading cat", done=30, total=100, force=True)
+    at = page_test("train").run()
+    assert not at.exception, at.exception
+    assert any(e.proto.label == "job train-r1: running" for e in at.expander)
+    bar = at.get("progress")[0].proto
+    assert (bar.value, bar.text) == (30, "downloading cat")
+
+    progress.error("cannot reach https://example.test (timed out); are you offline?")
+    runs_mod.atomic_write_json(logs / "train-r1.json", {**running, "returncodes": [2], "returncode": 2})
+    at.run()
+    assert not at.exception, at.exception
+    assert any(e.proto.label == "job train-r1: failed" for e in at.expander)
+    error = next(e.value for e in at.error if "cannot reach" in e.value)
+    assert "are you offline?" in error and "--base-url" in error  # the message and the offline hint
+
+
 def test_train_page_marks_local_classes(runs_env, shared, monkeypatch):
     monkeypatch.setenv("QUICKDRAW_DATA", str(shared))
     at = page_test("train").run()
@@ -429,6 +413,39 @@ def test_evaluate_page_shows_metrics_confusions_and_gallery(runs_env):
     assert at.get("image")[0].proto.imgs[0].caption.startswith(runs_env["eval"]["misclassified"][0]["true"] + " -> ")
     confusions = _dataframe(at, "evaluate_confusions")
     assert confusions.iloc[0]["count"] == runs_env["eval"]["top_confusions"][0]["count"]
+
+
+def test_export_page_shows_the_export_jobs_result_and_error_records(tmp_path, monkeypatch):
+    """The Export page reads an export job's ExportResult and failure from its files, by field name."""
+    from pipeline import jobs
+    from pipeline.export import ExportResult
+
+    logs = tmp_path / "runs" / ".logs"
+    logs.mkdir(parents=True)
+    monkeypatch.setenv("QUICKDRAW_RUNS", str(tmp_path / "runs"))
+    result = ExportResult(run="r1", name="r1", checkpoint="best", quantize="uint8", path="web/models/r1",
+                          size_bytes=1_234_567, verification="skipped", verified=False,
+                          verify_message="--no-verify was given", verification_report={"status": "skipped"},
+                          registered=True, default="r1", message="verification skipped: --no-verify was given")
+    progress = jobs.ProgressFile(logs / "export-r1.progress.jsonl", "export")
+    progress.start()
+    progress.result(result.to_json())
+    record = {"id": "export-r1", "kind": "export", "run": "r1", "steps": [["export", "r1"]], "commands": [],
+              "started": time.time(), "pid": os.getpid(), "step": 0, "returncodes": [0], "returncode": 0,
+              "ended": time.time()}
+    runs_mod.atomic_write_json(logs / "export-r1.json", record)
+    script = f"import sys\nsys.path.insert(0, {str(REPO)!r})\nfrom dashboard.views import export\nexport.job_panel('r1')\n"
+    at = AppTest.from_string(script, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    assert {m.label: m.value for m in at.metric} == {"size": "1.2 MB", "verification": "skipped",
+                                                     "registered in index.json": "yes"}
+    assert "Verification skipped: --no-verify was given" in at.warning[0].value and not at.error
+
+    progress.error("TF.js disagrees with Keras; the model was not registered")
+    runs_mod.atomic_write_json(logs / "export-r1.json", {**record, "returncodes": [1], "returncode": 1})
+    at.run()
+    assert not at.exception, at.exception
+    assert any(e.value == "Export failed: TF.js disagrees with Keras; the model was not registered" for e in at.error)
 
 
 def test_export_page_without_models_explains(runs_env):
@@ -527,13 +544,12 @@ def test_evaluate_and_export_pages_with_a_trained_run(draw_runs, monkeypatch, tm
     assert not (runs_dir / "cnn-small" / "eval.json").exists()
     at.button(key="evaluate_start").click().run(timeout=120)
     assert not at.exception, at.exception
-    from dashboard import common
+    from pipeline import jobs
 
-    deadline = time.time() + 300
-    while common.job_state(common.read_job("evaluate-cnn-small")) == "running" and time.time() < deadline:
-        time.sleep(1)
-    job = common.read_job("evaluate-cnn-small")
-    assert common.job_state(job) == "done", common.job_log(job)
+    job = jobs.wait(jobs.read_job(runs_dir, "evaluate-cnn-small"), timeout=300)
+    status = jobs.job_status(job)
+    assert status.state == "done", jobs.log_tail(job, 40)
+    assert status.result["top1"] == pytest.approx(json.loads((runs_dir / "cnn-small" / "eval.json").read_text())["top1"])
     result = json.loads((runs_dir / "cnn-small" / "eval.json").read_text())
     at.run(timeout=120)
     assert not at.exception, at.exception

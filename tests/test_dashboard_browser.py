@@ -38,6 +38,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _healthy(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
+            return response.read().strip() == b"ok"
+    except OSError:
+        return False
+
+
 @contextlib.contextmanager
 def _streamlit(runs_dir: Path, data: Path):
     """`streamlit run dashboard` over `runs_dir` on a free port; yields its base URL."""
@@ -51,16 +59,12 @@ def _streamlit(runs_dir: Path, data: Path):
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         base = f"http://127.0.0.1:{port}"
         try:
+            # No page exists yet, so nothing for Playwright to wait on: poll the server's health endpoint.
             deadline = time.time() + 90
-            while time.time() < deadline:
-                try:
-                    with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
-                        if response.read().strip() == b"ok":
-                            break
-                except OSError:
-                    time.sleep(0.5)
-            else:
-                pytest.fail(f"streamlit did not start: {log_path.read_text(errors='replace')[-2000:]}")
+            while not _healthy(base):
+                if time.time() > deadline or process.poll() is not None:
+                    pytest.fail(f"streamlit did not start: {log_path.read_text(errors='replace')[-2000:]}")
+                time.sleep(0.5)
             yield base
         finally:
             process.terminate()
@@ -117,13 +121,23 @@ def _open(page, base: str, name: str):
 
 
 def _wait_idle(page, timeout: float = 60.0) -> None:
-    """Wait until Streamlit is not running the script (no 'Running...' status widget)."""
-    deadline = time.time() + timeout
-    time.sleep(0.5)
-    while time.time() < deadline:
-        if page.locator('[data-testid="stStatusWidget"]').count() == 0:
-            return
-        time.sleep(0.25)
+    """Wait until the page is connected and no script run is in progress, as Streamlit's own end-to-end
+    tests do: its stApp element carries data-test-connection-state and data-test-script-state. Right after
+    a widget interaction the state can still read notRunning (the rerun's first message has not arrived),
+    so callers wait for what the interaction shows (expect) before or instead of this."""
+    from playwright.sync_api import expect
+
+    app = page.get_by_test_id("stApp")
+    expect(app).to_have_attribute("data-test-connection-state", "CONNECTED", timeout=timeout * 1000)
+    expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=timeout * 1000)
+
+
+def _wait_table(page, text: str) -> None:
+    """The Runs table is drawn on a canvas once its data arrived; its hidden accessible copy (a <table>)
+    is filled from the same data at the same time."""
+    from playwright.sync_api import expect
+
+    expect(page.get_by_test_id("stDataFrame").first).to_contain_text(text, timeout=60_000)
 
 
 def _screenshot(page, tmp_path: Path, name: str, readme: bool = False) -> None:
@@ -159,7 +173,7 @@ def _replay(page, drawing: list) -> None:
         for x, y in points[1:]:
             page.mouse.move(box["x"] + 15 + x * scale, box["y"] + 15 + y * scale, steps=3)
         page.mouse.up()
-        time.sleep(0.3)
+        time.sleep(0.3)  # deliberate pacing: a pause between strokes, as a person drawing leaves one
 
 
 def _shown_top(page, slot: int) -> list[tuple[str, float]]:
@@ -171,23 +185,36 @@ def _shown_top(page, slot: int) -> list[tuple[str, float]]:
     return top
 
 
+# True once Model 1's top-5 is the guess for all `n` strokes and the strokes that reached Python (the JSON
+# under "Strokes that reached Python", in the DOM while the expander is closed) hold `n` paths.
+_GUESS_AND_STROKES_FOR_ALL = """(n) => {
+  const box = document.querySelector('.st-key-predictions-1');
+  const code = document.querySelector('.st-key-draw-strokes code');
+  if (!box || !code || box.querySelectorAll('li').length !== 5) return false;
+  const match = /guess for (\\d+) stroke/.exec(box.innerText);
+  if (match === null || Number(match[1]) !== n) return false;
+  try {
+    return JSON.parse(code.textContent).filter((o) => String(o.type).toLowerCase() === 'path').length === n;
+  } catch (error) {
+    return false;  // the code block is re-rendered (highlighted) a moment after the guess shows
+  }
+}"""
+
+
 def test_canvas_drawing_matches_pipeline_predict(dashboard, page, shared, tmp_path):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     from pipeline.predict import Predictor
 
     _open(page, dashboard["base"], "draw")
     drawing = _shared_drawing(shared, "cat", 5)
     _replay(page, drawing)
-    deadline = time.time() + 90
-    objects, shown = None, []
-    while time.time() < deadline:
-        _wait_idle(page)
-        strokes = page.locator(".st-key-draw-strokes code")
-        if strokes.count():
-            objects = json.loads(strokes.first.text_content())
-            shown = _shown_top(page, 1)
-            if len([o for o in objects if str(o.get("type")).lower() == "path"]) == len(drawing) and len(shown) == 5:
-                break
-        time.sleep(0.5)
+    with contextlib.suppress(PlaywrightTimeout):  # on a timeout the assertions below say what arrived
+        page.wait_for_function(_GUESS_AND_STROKES_FOR_ALL, arg=len(drawing), timeout=90_000)
+    _wait_idle(page)
+    strokes = page.locator(".st-key-draw-strokes code")
+    objects = json.loads(strokes.first.text_content()) if strokes.count() else None
+    shown = _shown_top(page, 1)
     assert objects is not None and len(objects) == len(drawing), "the canvas did not report every stroke"
     model_1 = page.locator(".st-key-model-1 h3").inner_text().strip()
     run_dir = dashboard["runs_dir"] / model_1
@@ -199,61 +226,65 @@ def test_canvas_drawing_matches_pipeline_predict(dashboard, page, shared, tmp_pa
 
 
 def test_train_page_starts_a_run_that_appears_on_runs_and_compare(dashboard, page, tmp_path):
+    from playwright.sync_api import expect
+
     base, runs_dir = dashboard["base"], dashboard["runs_dir"]
+
+    def job_logs() -> str:
+        return "\n".join(p.read_text(errors="replace")[-1500:] for p in (runs_dir / ".logs").glob("*.log"))
+
     _open(page, base, "train")
-    page.locator(".st-key-train_name input").fill("browser-tiny")
-    page.locator(".st-key-train_name input").press("Enter")
+    name_field = page.locator(".st-key-train_name input")
+    name_field.fill("browser-tiny")
+    name_field.press("Enter")
+    expect(name_field).to_have_value("browser-tiny")
     _wait_idle(page)
     classes = page.locator(".st-key-train_classes input")
     for name in ("apple", "banana"):
         classes.click()
         classes.fill(name)
         page.get_by_role("option", name=f"✓ {name}", exact=True).click()  # ✓: on disk already
+        expect(page.locator(".st-key-train_classes")).to_contain_text(name)  # chosen: shown as a tag
         _wait_idle(page)
     page.keyboard.press("Escape")
     for key, value in (("train_per_class", "300"), ("train_epochs", "2")):
         field = page.locator(f".st-key-{key} input")
         field.fill(value)
         field.press("Enter")
+        expect(field).to_have_value(value)
         _wait_idle(page)
     page.get_by_role("button", name="Start training").click()
-    deadline = time.time() + 240
-    job = runs_dir / ".logs" / "train-browser-tiny.json"
-    while time.time() < deadline and not (runs_dir / "browser-tiny" / "status.json").exists():
-        time.sleep(0.5)
-    with contextlib.suppress(Exception):  # the picture is nicer with the run's panel (running or finished)
-        page.get_by_text(re.compile(r"browser-tiny - (running|finished), chunk")).first.wait_for(timeout=20_000)
-        _wait_idle(page)
+    # The page's Progress fragment (rerun every 2 s) shows the run's panel once its trainer wrote
+    # status.json, and the job's expander says how the job ended.
+    panel = page.get_by_text(re.compile(r"browser-tiny - (running|finished), chunk")).first
+    ended = page.get_by_text(re.compile(r"job train-browser-tiny: (done|failed|stopped)")).first
+    try:
+        expect(panel.or_(ended).first).to_be_visible(timeout=240_000)
+    except AssertionError:
+        pytest.fail(f"the run started from the Train page never showed on the page:\n{job_logs()}")
+    _wait_idle(page)
     _screenshot(page, tmp_path, "train", readme=True)  # live progress of a run: the README's Train picture
-    while time.time() < deadline:
-        history = runs_dir / "browser-tiny" / "history.csv"
-        if history.exists() and len(history.read_text().splitlines()) >= 2:
-            break
-        if job.exists() and json.loads(job.read_text()).get("returncode") not in (None, 0):
-            break  # failed: report the log below
-        time.sleep(1)
-    else:
-        logs = "\n".join(p.read_text(errors="replace")[-1500:] for p in (runs_dir / ".logs").glob("*.log"))
-        pytest.fail(f"the run started from the Train page did not finish an epoch:\n{logs}")
+    try:
+        expect(ended).to_be_visible(timeout=240_000)
+    except AssertionError:
+        pytest.fail(f"the job started from the Train page did not end:\n{job_logs()}")
     history = runs_dir / "browser-tiny" / "history.csv"
     if not (history.exists() and len(history.read_text().splitlines()) >= 2):
-        logs = "\n".join(p.read_text(errors="replace")[-1500:] for p in (runs_dir / ".logs").glob("*.log"))
-        pytest.fail(f"the run started from the Train page failed:\n{logs}")
+        pytest.fail(f"the run started from the Train page failed:\n{job_logs()}")
     download = "\n".join(p.read_text(errors="replace") for p in (runs_dir / ".logs").glob("*.log"))
     assert "pipeline download" not in download  # both classes were on disk: nothing to download
     _open(page, base, "runs")
     compare = page.locator(".st-key-runs_compare_widget")
     compare.click()
     option = page.get_by_role("option", name="browser-tiny")
-    assert option.count() == 1
+    expect(option).to_have_count(1)
     option.click()  # pick it for Compare, as a user would
+    expect(compare).to_contain_text("browser-tiny")
     _wait_idle(page)
     page.keyboard.press("Escape")
     # Through the sidebar, not a new URL: the selection lives in this browser session.
     page.locator('[data-testid="stSidebarNav"] a', has_text="Compare").click()
-    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
-    _wait_idle(page)
-    assert "browser-tiny" in page.locator(".js-plotly-plot").first.inner_text()
+    expect(page.locator(".js-plotly-plot").first).to_contain_text("browser-tiny", timeout=60_000)
 
 
 def test_screenshot_every_page(dashboard, page, shared, tmp_path):
@@ -265,9 +296,8 @@ def test_screenshot_every_page(dashboard, page, shared, tmp_path):
             _wait_idle(page)
         if name == "compare":
             page.wait_for_selector(".js-plotly-plot", timeout=60_000)
-        if name == "runs":  # the table is drawn on a canvas once its data arrived
-            page.wait_for_selector('[data-testid="stDataFrame"] canvas', timeout=60_000)
-            time.sleep(1)
+        if name == "runs":
+            _wait_table(page, Path(dashboard["trained"]["cnn"]).name)
         assert page.locator('[data-testid="stException"]').count() == 0, f"{name} page raised"
         _screenshot(page, tmp_path, name)
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000
@@ -282,8 +312,7 @@ def test_a_fresh_clone_opens_on_the_shipped_experiment(shipped_dashboard, page, 
     for name in PAGES:
         _open(page, base, name)
         if name == "runs":
-            page.wait_for_selector('[data-testid="stDataFrame"] canvas', timeout=60_000)
-            time.sleep(1)
+            _wait_table(page, "mobilenet-56")
             assert "damaged" not in page.locator("main").inner_text()
         if name == "compare":
             page.wait_for_selector(".js-plotly-plot", timeout=60_000)

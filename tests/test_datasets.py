@@ -5,8 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.datasets import DatasetSpec, batches, build_cache, epoch_order, iter_batches, split_of
+from pipeline import formats
+from pipeline.datasets import (
+    DatasetSpec,
+    batches,
+    build_cache,
+    cache_root,
+    dataset_spec,
+    epoch_order,
+    iter_batches,
+    load_dataset,
+    split_of,
+)
 from pipeline.errors import QuickDrawError
+from pipeline.raster import render_many
 
 
 @pytest.fixture
@@ -93,3 +105,67 @@ def test_old_runs_keep_their_split_scheme(spec, tmp_path):
     assert new.path != old.path
     np.testing.assert_array_equal(new.labels, old.labels)
     assert 0.6 < (new.split == 0).mean() < 0.95 and 0.6 < (old.split == 0).mean() < 0.95
+
+
+def _config(shared, **changes):
+    # The RunConfig attributes a run's dataset is chosen by.
+    from types import SimpleNamespace
+
+    fields = dict(classes=["cat", "apple"], per_class=50, representation="strokes", image_size=32,
+                  source="simplified", data_root=str(shared), val_fraction=0.1, test_fraction=0.1,
+                  time_channel=False, split_scheme="rows64")
+    return SimpleNamespace(**{**fields, **changes})
+
+
+def test_a_runs_dataset_is_chosen_here(shared, tmp_path, monkeypatch):
+    config = _config(shared)
+    spec = dataset_spec(config)
+    assert spec == DatasetSpec(classes=("cat", "apple"), per_class=50, representation="strokes", image_size=32,
+                               source="simplified", data_root=str(shared))
+    monkeypatch.delenv("QUICKDRAW_CACHE", raising=False)
+    assert str(cache_root()) == "data/cache"
+    monkeypatch.setenv("QUICKDRAW_CACHE", str(tmp_path / "cache"))
+    assert cache_root() == tmp_path / "cache"
+    ds = load_dataset(config)
+    assert ds.path.parent == tmp_path / "cache" and ds.images.shape == (100, 32, 32, 1)
+    assert load_dataset(config).path == ds.path
+
+
+def _first_drawings(path, fmt, n):
+    reader = formats.iter_binary if fmt == "binary" else formats.iter_ndjson
+    return [record["drawing"] for record in reader(path, limit=n)]
+
+
+@pytest.mark.parametrize("representation, source, time_channel", [
+    ("bitmap28", "simplified", False), ("strokes", "simplified", False), ("strokes", "raw", True),
+    ("bitmap28", "raw", False)])
+def test_cache_rows_are_render_many_of_each_class(shared, tmp_path, representation, source, time_channel):
+    # Rendering is raster's: the cache holds render_many's pixels, class after class, on any number of
+    # workers (small classes are rendered together). Raw classes with one-point strokes included.
+    classes = ("triangle", "line", "peanut") if source == "raw" else ("apple", "teapot", "cat")
+    spec = DatasetSpec(classes=classes, per_class=60, representation=representation, image_size=40,
+                       source=source, time_channel=time_channel, data_root=str(shared))
+    one = build_cache(spec, tmp_path / "one", workers=1)
+    two = build_cache(spec, tmp_path / "two", workers=2)
+    np.testing.assert_array_equal(np.asarray(one.images), np.asarray(two.images))
+    for label, cls in enumerate(classes):
+        path = formats.find_class_file(shared, source, cls)
+        drawings = _first_drawings(path, source, 60)
+        expected = render_many(drawings, spec.size, representation == "strokes", time_channel, workers=1)
+        np.testing.assert_array_equal(two.images[two.labels == label], expected)
+
+
+def test_stroke_classes_between_bitmap_classes(shared, tmp_path):
+    # auto: apple and cat come from numpy_bitmap, the others are rendered; rows stay in class order.
+    spec = DatasetSpec(classes=("line", "apple", "stairs", "cat", "octagon"), per_class=40, data_root=str(shared))
+    ds = build_cache(spec, tmp_path, workers=2)
+    assert ds.meta["sources"]["apple"].startswith("numpy_bitmap:")
+    assert ds.meta["sources"]["line"].split(":")[0] != "numpy_bitmap"
+    for label, cls in enumerate(spec.classes):
+        fmt = ds.meta["sources"][cls].split(":")[0]
+        path = formats.find_class_file(shared, fmt, cls)
+        if fmt == "numpy_bitmap":
+            expected = np.load(path)[:40].reshape(-1, 28, 28, 1)
+        else:
+            expected = render_many(_first_drawings(path, fmt, 40), 28, workers=1)
+        np.testing.assert_array_equal(ds.images[ds.labels == label], expected)

@@ -1,11 +1,14 @@
 """Every top-level dependency in requirements.txt imports on this machine (tensorflowjs included)."""
 
 import importlib
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
 
 MODULES = [
     "tensorflow", "keras", "ydf", "numpy", "pandas", "plotly", "streamlit", "cairocffi", "tqdm",
@@ -43,9 +46,17 @@ def test_the_draw_canvas_component_registers_inside_streamlit():
     assert not app.exception, app.exception
 
 
-def test_pipeline_importable_from_anywhere(tmp_path, monkeypatch):
-    # Streamlit puts dashboard/ on sys.path, not the repo root: the package must be installed.
-    monkeypatch.chdir(tmp_path)
-    import pipeline
-
-    assert pipeline.__version__
+def test_pipeline_importable_from_anywhere(tmp_path):
+    # Streamlit puts dashboard/ on sys.path, not the repo root: the package must be installed. Checked in
+    # a fresh interpreter started outside the checkout without PYTHONPATH: in this process `pipeline` is
+    # already imported and sys.path holds the checkout (`python -m pytest` adds the working directory).
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import pipeline; print(pipeline.__version__); print(pipeline.__file__)"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    version, location = result.stdout.splitlines()
+    assert version
+    # This checkout's package (`make install` runs `pip install -e .`), not some other installed copy.
+    assert Path(location).resolve().parent == (REPO / "pipeline").resolve(), location

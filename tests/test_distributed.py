@@ -55,7 +55,8 @@ def test_multiworker_two_local_workers_end_identical(shared, cache_dir, tmp_path
     assert [r["epoch"] for r in runs.read_history(chief)] == [1, 2]
     # The non-chief writes no run record; compare its final weights through the chief's checkpoint and
     # the weights each worker reported at the end (written next to its run folder).
-    values0, _, _ = ckpt.read_checkpoint(ckpt.epoch_checkpoints(chief)[2])
+    values0 = ckpt.Checkpoint.load(ckpt.epoch_checkpoints(chief)[2]).model
     other = np.load(tmp_path / "worker1" / "multi" / "final_weights.npz")
-    for i, value in enumerate(values0):
-        np.testing.assert_allclose(value, other[f"w{i}"], rtol=1e-6, atol=1e-7)
+    assert sorted(other.files) == sorted(values0)
+    for key, value in values0.items():
+        np.testing.assert_allclose(value, other[key], rtol=1e-6, atol=1e-7, err_msg=key)

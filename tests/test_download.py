@@ -158,12 +158,14 @@ def _no_leftovers(folder: Path) -> list[str]:
 
 # ---------------------------------------------------------------- happy paths
 def test_human_size():
-    assert download.human_size(0) == "0 B"
-    assert download.human_size(999) == "999 B"
-    assert download.human_size(7968) == "8.0 kB"
-    assert download.human_size(2_666_512) == "2.7 MB"
-    assert download.human_size(3_000_000_000) == "3.0 GB"
-    assert download.human_size(None) == "unknown size"
+    from pipeline.files import human_size
+
+    assert human_size(0) == "0 B"
+    assert human_size(999) == "999 B"
+    assert human_size(7968) == "8.0 kB"
+    assert human_size(2_666_512) == "2.7 MB"
+    assert human_size(3_000_000_000) == "3.0 GB"
+    assert human_size(None) == "unknown size"
 
 
 def test_full_download_byte_identical_and_not_repeated(server, bucket, tmp_path):
@@ -372,12 +374,13 @@ def test_local_folder_base_url(shared, tmp_path):
 
 def test_cli_download_prints_size_first(server, bucket, tmp_path, capsys):
     from pipeline.cli import main
+    from pipeline.files import human_size
 
     code = main(["download", "cat", "--format", "numpy_bitmap", "--per-class", "10", "--data", str(tmp_path),
                  "--base-url", server.url])
     out = capsys.readouterr().out.splitlines()
     assert code == 0
-    assert out[0] == f"1 file(s), {download.human_size(128 + 10 * 784)} to fetch into {tmp_path}"
+    assert out[0] == f"1 file(s), {human_size(128 + 10 * 784)} to fetch into {tmp_path}"
     assert out[1] == f"cat: {tmp_path / 'numpy_bitmap' / 'cat.npy'}"
     np.testing.assert_array_equal(formats.read_numpy_bitmap(tmp_path / "numpy_bitmap" / "cat.npy"),
                                   np.load(bucket / "numpy_bitmap" / "cat.npy")[:10])

@@ -8,8 +8,17 @@ import numpy as np
 import pytest
 
 from pipeline.errors import DrawingError
-from pipeline.raster import COLOUR_FLOOR, render_bitmap, render_colour_coded, render_many, stroke_intensity
-from pipeline.strokes import from_google
+from pipeline.raster import (
+    COLOUR_FLOOR,
+    render,
+    render_bitmap,
+    render_colour_coded,
+    render_many,
+    render_pool,
+    render_with_raw_time,
+    stroke_intensity,
+)
+from pipeline.strokes import from_google, to_simplified
 
 
 def load_pairs(shared):
@@ -36,6 +45,40 @@ def test_render_many_keeps_order_and_matches_single(shared):
     assert many.shape == (300, 28, 28, 1) and many.dtype == np.uint8
     for i in (0, 77, 299):
         np.testing.assert_array_equal(many[i, ..., 0], render_bitmap(from_google(drawings[i])))
+
+
+def test_render_many_takes_parsed_strokes_an_executor_and_an_out_array(shared):
+    drawings = [r["drawing"] for r in load_pairs(shared)[:120]]
+    expected = render_many(drawings, 32, colour_coded=True, workers=1)
+    parsed = [from_google(d) for d in drawings]
+    np.testing.assert_array_equal(render_many(parsed, 32, colour_coded=True, workers=1), expected)
+    out = np.zeros((len(drawings), 32, 32, 1), np.uint8)
+    with render_pool(2) as pool:
+        for _ in range(2):  # one pool, many calls
+            returned = render_many(parsed, 32, colour_coded=True, workers=2, chunk=7, executor=pool, out=out)
+            assert returned is out
+            np.testing.assert_array_equal(out, expected)
+    # Simplified bitmaps take the JSON fast path; parsed strokes the full one: the same pixels.
+    np.testing.assert_array_equal(render_many(parsed, 28, workers=1)[..., 0],
+                                  [render_bitmap(to_simplified(p)) for p in parsed])
+    with pytest.raises(ValueError, match="uint8"):
+        render_many(parsed, 32, colour_coded=True, out=np.zeros((len(parsed), 28, 28, 1), np.uint8))
+
+
+def test_render_many_time_channel_from_raw_and_simplified():
+    raw = [[[0, 100, 200], [0, 50, 0], [0, 500, 1000]], [[40], [90], [1500]]]  # a one-point stroke too
+    simplified = [[[0, 255], [0, 255]], [[10, 10], [200, 201]]]
+    many = render_many([raw, simplified], 48, colour_coded=True, time_channel=True, workers=1)
+    assert many.shape == (2, 48, 48, 2)
+    np.testing.assert_array_equal(many[0], render_with_raw_time(from_google(raw), 48))
+    np.testing.assert_array_equal(many[1], render(from_google(simplified), 48, True, True))
+    # Without colour coding there is no time channel: the bitmap of the simplified drawing.
+    bitmaps = render_many([raw], 28, time_channel=True, workers=1)
+    np.testing.assert_array_equal(bitmaps[0, ..., 0], render_bitmap(to_simplified(from_google(raw))))
+
+
+def test_empty_render_many():
+    assert render_many([], 64, colour_coded=True, time_channel=True).shape == (0, 64, 64, 2)
 
 
 def test_any_size_keeps_geometry(shared):

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline import checkpoints as ckpt
-from pipeline import runs, train
+from pipeline import runs
+from pipeline.chunks import run_chunks
 from pipeline.errors import RunError
 from pipeline.predict import Predictor
 from pipeline.raster import render_bitmap, render_colour_coded
@@ -80,20 +81,21 @@ def test_twenty_runs_killed_at_random_moments_all_complete(shared, cache_dir, tm
         runs.read_events(run_dir)
         json.loads((run_dir / "status.json").read_text())
         for path in (run_dir / "checkpoints").glob("*.npz"):
-            ckpt.read_checkpoint(path)
+            ckpt.Checkpoint.load(path)
         completed += 1
     print(f"SIGKILL fault test: {killed} of {KILL_RUNS} runs killed mid-flight, {completed}/{KILL_RUNS} "
           "completed after resume with no duplicated or missing epoch and every file readable")
     assert completed == KILL_RUNS and killed >= KILL_RUNS - 2
 
 
+@pytest.mark.slow  # trains through chunks.run_chunks
 @pytest.mark.parametrize("code, words", [(errno.ENOSPC, "disk is full"), (errno.EROFS, "read-only")])
 def test_full_or_read_only_disk_is_a_clear_error_and_keeps_the_checkpoint(shared, cache_dir, tmp_path,
                                                                             monkeypatch, code, words):
-    config = train.make_config(name="disk", model="cnn", classes=CLASSES, per_class=120, data_root=str(shared),
-                               epochs_per_chunk=1, batch_size=32)
-    run_dir = train.create_run(config, tmp_path / "runs")
-    assert train.run_chunks(run_dir) == 0
+    config = runs.make_config(name="disk", model="cnn", classes=CLASSES, per_class=120, data_root=str(shared),
+                              epochs_per_chunk=1, batch_size=32)
+    run_dir = runs.create_run(config, tmp_path / "runs")
+    assert run_chunks(run_dir) == 0
     saved = ckpt.latest_checkpoint(run_dir)
     before = saved.read_bytes()
 
@@ -106,11 +108,11 @@ def test_full_or_read_only_disk_is_a_clear_error_and_keeps_the_checkpoint(shared
 
     monkeypatch.setattr(ckpt, "atomic_write_bytes", failing)
     with pytest.raises(RunError, match=words):
-        train.run_chunks(run_dir, epochs_per_chunk=1)
+        run_chunks(run_dir, epochs_per_chunk=1)
     assert saved.read_bytes() == before
-    ckpt.read_checkpoint(saved)
+    ckpt.Checkpoint.load(saved)
     monkeypatch.setattr(ckpt, "atomic_write_bytes", real)
-    assert train.run_chunks(run_dir, epochs_per_chunk=1) == 0  # space is back: resume works
+    assert run_chunks(run_dir, epochs_per_chunk=1) == 0  # space is back: resume works
     assert [r["epoch"] for r in runs.read_history(run_dir)] == [1, 2]
 
 

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -67,32 +68,93 @@ def test_events_survive_a_partial_last_line(tmp_path):
     assert runs.count_chunks(events) == 2
 
 
-def test_lock_refuses_a_live_trainer_and_takes_over_a_dead_one(tmp_path):
+def hold_lock(path):
+    """A separate process holding the run's lock the way a trainer does; returns it once it holds it."""
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pipeline.runs import RunLock; "
+                               "RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)", str(path)],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_lock_refuses_a_live_trainer_and_a_dead_ones_lock_frees_itself(tmp_path):
     path, _ = make_run(tmp_path)
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = hold_lock(path)
     try:
-        (path / ".lock").write_text(json.dumps({"pid": sleeper.pid}))
-        with pytest.raises(RunError, match=f"being trained by PID {sleeper.pid}"):
+        assert runs.read_lock(path)["pid"] == holder.pid
+        with pytest.raises(RunError, match=f"being trained by PID {holder.pid}"):
             runs.RunLock(path).acquire()
+        assert runs.run_state(path).state == "running"
     finally:
-        sleeper.kill()
-        sleeper.wait()
-    lock = runs.RunLock(path).acquire()  # the trainer reports the takeover (event + stderr line)
-    assert lock.took_over_from == sleeper.pid
+        holder.kill()  # kill -9: no clean-up ran, the kernel dropped its flock
+        holder.wait()
+    assert runs.read_lock(path) is None  # the PID left in the file is dead: nobody holds the run
+    lock = runs.RunLock(path).acquire()  # the trainer reports whose run it took over (event + stderr line)
+    assert lock.took_over_from == holder.pid
     assert runs.read_lock(path)["pid"] == os.getpid()
+    with pytest.raises(RunError, match=f"being trained by PID {os.getpid()}"):
+        runs.RunLock(path).acquire()  # even from the same process: flock is per open file
     lock.release()
     assert runs.read_lock(path) is None
+    runs.RunLock(path).acquire().release()
 
 
-def test_running_status_with_dead_pid_is_crashed(tmp_path):
+def test_run_state_is_one_answer_for_every_situation(tmp_path):
     path, _ = make_run(tmp_path)
+    assert runs.run_state(path).state == "created"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     runs.write_status(path, "running", pid=dead.pid)
-    assert runs.effective_status(path)["state"] == "crashed"
-    runs.write_status(path, "running", pid=os.getpid())
-    (path / ".lock").write_text(json.dumps({"pid": os.getpid()}))
-    assert runs.effective_status(path)["state"] == "running"
+    state = runs.run_state(path)
+    assert state.state == "crashed" and str(dead.pid) in state.message
+    runs.write_status(path, "stopped", message="stopped by SIGTERM")
+    assert runs.run_state(path).state == "stopped"
+    runs.write_status(path, "interrupted")  # the name runs recorded before
+    assert runs.run_state(path).state == "stopped"
+    runs.append_event(path, "chunk_start", chunk=1)  # a chunk that never ended, nobody training it
+    assert runs.run_state(path).state == "crashed"
+    runs.append_event(path, "chunk_end", chunk=1)
+    runs.write_status(path, "finished", run_complete=True)
+    state = runs.run_state(path)
+    assert state.state == "finished" and state.complete
+    holder = hold_lock(path)
+    try:
+        assert runs.run_state(path) == runs.RunState("running", f"trained by PID {holder.pid}", pid=holder.pid,
+                                                     status=runs.read_status(path))
+    finally:
+        holder.kill()
+        holder.wait()
+    (path / "config.json").write_text("{")
+    assert runs.run_state(path).state == "damaged"
+
+
+@pytest.mark.slow  # trains
+def test_eight_trainers_racing_for_one_run_exactly_one_trains(shared, cache_dir, tmp_path):
+    """8 processes `resume` one run at the same moment: the kernel's lock lets exactly one train; the
+    others are refused at once, naming the PID of the one that holds it."""
+    config = runs.make_config(name="race", model="cnn", classes=("apple", "cat"), per_class=200,
+                              data_root=str(shared), epochs_per_chunk=1, batch_size=64)
+    run_dir = runs.create_run(config, tmp_path / "runs")
+    env = {**os.environ, "QUICKDRAW_CACHE": str(cache_dir), "QUICKDRAW_RUNS": str(tmp_path / "runs"),
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    go = tmp_path / "go"
+    # Each racer waits for the same file to appear, then resumes: they all start within milliseconds.
+    racer = ("import os, sys, time\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.001)\n"
+             "from pipeline.cli import main\nsys.exit(main(['resume', 'race']))")
+    procs = [subprocess.Popen([sys.executable, "-c", racer, str(go)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    time.sleep(3)  # every racer has started and is polling
+    go.write_text("go")
+    results = [(p.pid, *p.communicate(timeout=600), p.returncode) for p in procs]
+    winners = [pid for pid, _out, _err, code in results if code == 0]
+    assert len(winners) == 1, [(code, err[-300:]) for _pid, _out, err, code in results]
+    for _pid, _out, err, code in results:
+        if code != 0:
+            assert code == 2 and f"is being trained by PID {winners[0]}" in err, err[-500:]
+    events = runs.read_events(run_dir)
+    assert sum(e["event"] == "chunk_start" for e in events) == 1
+    assert [r["epoch"] for r in runs.read_history(run_dir)] == [1]
+    assert runs.run_state(run_dir).state == "finished"
 
 
 def test_list_runs_reports_damaged_runs_with_reason(tmp_path):

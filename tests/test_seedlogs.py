@@ -40,6 +40,7 @@ def seed_folder(shared, tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow  # seed_folder trains a model with model.fit
 def test_chunk_files_in_order(seed_folder):
     assert [p.name for p in chunk_files(seed_folder)] == ["train_log.csv", "train_log_1.csv", "train_log_2.csv"]
 
@@ -67,6 +68,7 @@ def test_import_logs_with_model(seed_folder, tmp_path, shared):
     assert sorted(label for label, _ in top) == sorted(CLASSES)
 
 
+@pytest.mark.slow  # seed_folder trains a model with model.fit
 def test_import_needs_classes_for_a_model(seed_folder, tmp_path):
     with pytest.raises(QuickDrawError, match="--classes-file"):
         import_logs(seed_folder, tmp_path, name="x", keras_model=str(seed_folder / "model.h5"))

@@ -34,7 +34,7 @@ def test_bitmap_runs_were_interrupted_both_ways_and_resumed(name):
     history = runs.read_history(run_dir)
     assert [r["epoch"] for r in history] == list(range(1, config.max_epochs + 1))
     assert len({r["chunk"] for r in history}) >= 4
-    assert runs.effective_status(run_dir)["state"] == "finished"
+    assert runs.run_state(run_dir).state == "finished"
     assert runs.read_status(run_dir).get("run_complete") is True
     model = run_dir / "model" / "model.keras"
     assert model.exists() and model.stat().st_size < 5 * 2**20

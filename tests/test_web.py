@@ -1,8 +1,10 @@
 """The web/ drawing page in real headless Chromium (Playwright + Debian's chromium).
 
-(a) model parity TF.js vs Keras, (b) preprocessing parity web/preprocess.js vs pipeline.predict,
+(a) model parity TF.js vs Keras, (b) preprocessing parity web/preprocess.js vs pipeline.predict, with
+the constants of the exporter's preprocess.json (and other values of them),
 (c) end to end: real drawings replayed as mouse strokes on the page vs pipeline.predict,
-(d) a screenshot in the test output, (e) empty / dot / huge drawing / broken model: messages, no errors,
+(d) a screenshot in the test output, (e) empty / dot / huge drawing / broken model / preprocess.json
+lacking a constant: messages, no errors,
 (f) the committed page: its default model on real drawings, and the Draw page's 40 replays
 (tests/draw_replay.py, brisk and at a human pace) - every stroke arrives, the guess is pipeline.predict's.
 """
@@ -21,8 +23,9 @@ import numpy as np
 import pytest
 from draw_replay import BRISK, HUMAN, REPLAYS, Outcome, replay, replay_set, stroke_problems, summary
 
+from pipeline import raster, strokes
 from pipeline.browser import find_chromium, launch_kwargs
-from pipeline.export import BLANK_TFJS_PAGE, export_run, static_server, tfjs_predict
+from pipeline.export import BLANK_TFJS_PAGE, export_run, preprocess_for, static_server, tfjs_predict
 from pipeline.predict import Predictor, prepare_input
 from pipeline.runs import read_classes
 
@@ -60,6 +63,14 @@ def site(trained_runs, tmp_path_factory):
     (web / "models" / "index.json").write_text(json.dumps(index))
     with static_server(web, pages={"/blank.html": BLANK_TFJS_PAGE}) as base:
         yield SimpleNamespace(dir=web, base=base, runs=trained_runs)
+
+
+@pytest.fixture(scope="module")
+def committed_site():
+    """web/ as committed, served: enough for tests of web/preprocess.js, which need no trained run."""
+    _require_browser()
+    with static_server(REPO / "web") as base:
+        yield SimpleNamespace(dir=REPO / "web", base=base)
 
 
 @pytest.fixture(scope="module")
@@ -133,11 +144,11 @@ def test_tfjs_outputs_equal_keras_on_real_bitmaps(kind, backend, site, browser, 
 
 # ---------------------------------------------------------------- (b) preprocessing parity
 _JS_PREPARE = """
-({drawings, representation, size}) => {
+({drawings, preprocess}) => {
   const P = window.QuickDrawPreprocess;
   const images = [], simplified = [];
   for (const d of drawings) {
-    const out = P.prepare(d, {representation, image_size: size});
+    const out = P.prepare(d, preprocess);
     images.push(...out.image);
     simplified.push(out.simplified);
   }
@@ -149,10 +160,14 @@ _JS_PREPARE = """
 """
 
 
-def js_prepare(page, drawings, representation="bitmap28", size=28):
-    result = page.evaluate(_JS_PREPARE, {"drawings": drawings, "representation": representation, "size": size})
+def js_prepare(page, drawings, preprocess=None):
+    """web/preprocess.js's images (N, H, W) and simplified strokes, for `preprocess` (a preprocess.json;
+    the exporter's for bitmap28 by default)."""
+    preprocess = preprocess or preprocess_for("bitmap28", 28)
+    result = page.evaluate(_JS_PREPARE, {"drawings": drawings, "preprocess": preprocess})
     images = np.frombuffer(base64.b64decode(result["images"]), np.uint8)
-    return images.reshape(len(drawings), size, size), result["simplified"]
+    size = preprocess["input"]["height"]
+    return images.reshape(len(drawings), size, size, -1).squeeze(-1), result["simplified"]
 
 
 def real_stroke_drawings(shared, simplified_count=160, raw_count=40) -> list:
@@ -167,7 +182,7 @@ def real_stroke_drawings(shared, simplified_count=160, raw_count=40) -> list:
     return drawings[:simplified_count + raw_count]
 
 
-def test_js_preprocessing_matches_python_on_real_drawings(site, browser, shared):
+def test_js_preprocessing_matches_python_on_real_drawings(committed_site, browser, shared):
     from pipeline.strokes import to_google, to_simplified
 
     drawings = real_stroke_drawings(shared)
@@ -175,7 +190,7 @@ def test_js_preprocessing_matches_python_on_real_drawings(site, browser, shared)
     python = np.stack([prepare_input(d, "bitmap28")[..., 0] for d in drawings]).astype(np.int16)
     page = browser.new_page()
     try:
-        page.goto(f"{site.base}/index.html")
+        page.goto(f"{committed_site.base}/index.html")
         js, js_simplified = js_prepare(page, drawings)
     finally:
         page.close()
@@ -189,8 +204,10 @@ def test_js_preprocessing_matches_python_on_real_drawings(site, browser, shared)
     assert same_strokes >= 0.97
 
 
-def test_shared_fixture_cases_match_both_sides(site, browser):
-    """tests/fixtures/preprocess_cases.json: Python still produces it and JavaScript reproduces it."""
+def test_shared_fixture_cases_match_both_sides(committed_site, browser, monkeypatch):
+    """tests/fixtures/preprocess_cases.json: Python still produces it and JavaScript reproduces it with
+    the exporter's preprocess.json; with other values of the constants in Python (and so in the file)
+    JavaScript follows Python away from the fixture."""
     cases = json.loads(FIXTURE.read_text())["cases"]
     from pipeline.strokes import to_google, to_simplified
 
@@ -198,20 +215,31 @@ def test_shared_fixture_cases_match_both_sides(site, browser):
         assert to_google(to_simplified(case["drawing"])) == case["simplified"], case["name"]
         assert prepare_input(case["drawing"], "bitmap28").ravel().tolist() == case["bitmap28"], case["name"]
         assert prepare_input(case["drawing"], "strokes", 32).ravel().tolist() == case["strokes32"], case["name"]
+    drawings = [c["drawing"] for c in cases]
+    monkeypatch.setattr(strokes, "RDP_EPSILON", 6.0)
+    monkeypatch.setattr(strokes, "SIMPLIFIED_SIDE", 127)
+    monkeypatch.setattr(raster, "COLOUR_STEP", 60)
+    other = preprocess_for("strokes", 32)
+    other_python = [prepare_input(d, "strokes", 32)[..., 0] for d in drawings]
+    other_simplified = [to_google(to_simplified(d)) for d in drawings]
+    monkeypatch.undo()
     page = browser.new_page()
     try:
-        page.goto(f"{site.base}/index.html")
-        drawings = [c["drawing"] for c in cases]
+        page.goto(f"{committed_site.base}/index.html")
         bitmaps, simplified = js_prepare(page, drawings)
-        coloured, _ = js_prepare(page, drawings, "strokes", 32)
+        coloured, _ = js_prepare(page, drawings, preprocess_for("strokes", 32))
+        changed, changed_simplified = js_prepare(page, drawings, other)
     finally:
         page.close()
     for i, case in enumerate(cases):
         assert simplified[i] == case["simplified"], case["name"]
         bitmap_diff = np.abs(bitmaps[i].astype(int).ravel() - case["bitmap28"]).mean()
         colour_diff = np.abs(coloured[i].astype(int).ravel() - case["strokes32"]).mean()
-        print(f"{case['name']:18} bitmap28 {bitmap_diff:.3f}  strokes32 {colour_diff:.3f}")
+        other_diff = np.abs(changed[i].astype(int) - other_python[i]).mean()
+        print(f"{case['name']:18} bitmap28 {bitmap_diff:.3f}  strokes32 {colour_diff:.3f}  other constants {other_diff:.3f}")
         assert bitmap_diff <= 0.5 and colour_diff <= 0.5, case["name"]
+        assert changed_simplified[i] == other_simplified[i] and other_diff <= 0.5, case["name"]
+    assert not np.array_equal(changed, coloured)
 
 
 # ---------------------------------------------------------------- (c) end to end
@@ -323,6 +351,34 @@ def test_empty_dot_huge_drawing_and_broken_model_give_messages_not_errors(site, 
     message = page.locator('[data-testid="status"]').inner_text()
     assert "Could not load model \"broken\"" in message and "export" in message
     page.close()
+    assert console.errors == []
+
+
+def test_page_refuses_a_model_whose_preprocess_json_lacks_a_constant(browser, tmp_path):
+    """The page has no copy of the pipeline's constants to fall back on: a preprocess.json without
+    one stops that model at load with the reason on the page, and no uncaught error."""
+    index = json.loads((REPO / "web" / "models" / "index.json").read_text())
+    entry = next(m for m in index["models"] if m["name"] == index["default"])
+    web = tmp_path / "web"
+    (web / "models").mkdir(parents=True)
+    for name in WEB_FILES:
+        shutil.copy(REPO / "web" / name, web / name)
+    shutil.copytree(REPO / "web" / "vendor", web / "vendor")
+    shutil.copytree(REPO / "web" / entry["path"], web / entry["path"])
+    preprocess = json.loads((web / entry["path"] / "preprocess.json").read_text())
+    del preprocess["geometry"]["line_width"]
+    (web / entry["path"] / "preprocess.json").write_text(json.dumps(preprocess))
+    (web / "models" / "index.json").write_text(json.dumps({"default": entry["name"], "models": [entry]}))
+    with static_server(web) as base:
+        page, console = open_page(browser, SimpleNamespace(base=base), "?backend=cpu")
+        status = page.locator('[data-testid="status"]')
+        message, state = status.inner_text(), status.get_attribute("data-state")
+        model = page.get_attribute("body", "data-model")
+        page.close()
+    print(f"\n{message}")
+    assert model == "failed" and state == "error"
+    assert f'Could not load model "{entry["name"]}"' in message
+    assert "preprocess.json lacks geometry.line_width" in message
     assert console.errors == []
 
 

@@ -3,6 +3,10 @@
  * rendering, the twin of pipeline.predict) -> a TF.js graph model exported by
  * `python -m pipeline export RUN` (listed in models/index.json) -> live top-5.
  *
+ * Everything about a model's input comes from its preprocess.json; a model whose file lacks a
+ * constant is refused when it loads, with the reason on the page. Its output is read by
+ * QuickDrawPreprocess.predictProbabilities, the one place that unwraps what TF.js returns.
+ *
  * Query parameters: ?model=NAME picks a model, ?backend=cpu|webgl|wasm forces a TF.js backend.
  * For automation: window.quickdraw = {ready, predictStrokes(strokes), strokes(), model()}.
  */
@@ -29,7 +33,7 @@
   var current = null;        // the stroke being drawn
   var drawingStarted = null; // performance.now() of the first point
   var activePointer = null;
-  var current_model = null;  // {name, graph, labels, preprocess, entry}
+  var current_model = null;  // {name, graph, labels, preprocess, settings, entry}
   var loadToken = 0;
   var predicting = false, pendingPredict = false, lastLive = 0;
 
@@ -145,11 +149,12 @@
   // Top-k of a drawing with the current model; throws DrawingError for unusable drawings.
   async function classify(googleStrokes, model) {
     var prepared = QuickDrawPreprocess.prepare(googleStrokes, model.preprocess);
-    var probs = await tf.tidy(function () {
+    var output = tf.tidy(function () {
       var x = tf.tensor(prepared.data, [1].concat(prepared.shape), 'float32');
-      var y = model.graph.predict(x);
-      return Array.isArray(y) ? y[0] : (y instanceof tf.Tensor ? y : Object.values(y)[0]);
-    }).data();
+      return QuickDrawPreprocess.predictProbabilities(model.graph, x);
+    });
+    var probs;
+    try { probs = await output.data(); } finally { output.dispose(); }
     var order = Array.from(probs.keys()).sort(function (a, b) { return probs[b] - probs[a] || a - b; });
     return {
       prepared: prepared,
@@ -290,11 +295,12 @@
       ]);
       loaded = {name: entry.name, labels: parts[0], preprocess: parts[1], graph: parts[2], entry: entry};
       if (!Array.isArray(loaded.labels) || !loaded.labels.length) throw new Error('labels.json holds no class names');
+      // Checked now, so an incomplete preprocess.json stops the model here with its reason, not at the first stroke.
+      loaded.settings = QuickDrawPreprocess.readConfig(loaded.preprocess);
       // One warm-up run: the first prediction compiles the backend's kernels.
-      var inputShape = [1, loaded.preprocess.input.height, loaded.preprocess.input.width, loaded.preprocess.input.channels];
+      var inputShape = [1, loaded.settings.size, loaded.settings.size, loaded.settings.channels];
       var out = tf.tidy(function () {
-        var y = loaded.graph.predict(tf.zeros(inputShape));
-        return Array.isArray(y) ? y[0] : (y instanceof tf.Tensor ? y : Object.values(y)[0]);
+        return QuickDrawPreprocess.predictProbabilities(loaded.graph, tf.zeros(inputShape));
       });
       var size = out.shape[out.shape.length - 1];
       out.dispose();
@@ -302,6 +308,7 @@
         throw new Error('the model has ' + size + ' outputs but labels.json names ' + loaded.labels.length + ' classes');
       }
     } catch (error) {
+      if (loaded && loaded.graph) loaded.graph.dispose();
       if (token !== loadToken) return;
       picker.disabled = false;
       setStatus('Could not load model "' + entry.name + '": ' + describe(error) +

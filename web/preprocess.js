@@ -1,9 +1,17 @@
 /*
- * Quick Draw Lab - strokes to model input, the JavaScript twin of pipeline.predict.prepare_input.
+ * Quick Draw Lab - strokes to model input, the JavaScript twin of pipeline.predict.prepare_input,
+ * and the model's output back to probabilities.
  *
  * strokes (any coordinates) -> Google's simplification (pipeline/strokes.py `simplify`) ->
  * rendering with Google's numpy_bitmap geometry (pipeline/raster.py, cairo) or the colour-coded
  * variant for stroke models. Never a crop-and-resize of canvas pixels.
+ *
+ * Every number of that pipeline (longer side, resample spacing, RDP epsilon, coordinate limit,
+ * geometry, stroke and time intensities, input size) comes from the model's preprocess.json, which
+ * pipeline/export.py `preprocess_for` writes from the Python definitions. There is no copy here: a
+ * file that lacks one is refused with a PreprocessConfigError naming it (the page shows it). The
+ * only numbers below are cairo's own (its scan converter and pen tolerance, which pipeline/raster.py
+ * leaves at cairo's defaults) and the 8-bit pixel scale.
  *
  * The renderer does not use the browser's 2D canvas: its anti-aliasing differs from cairo's. It
  * computes cairo's way instead - the stroke outline is the union of segments with cairo's polygonal
@@ -13,31 +21,27 @@
  * stroke with pixman's 8-bit OVER arithmetic. tests/test_web.py holds the result to the Python
  * pipeline on real drawings.
  *
- * Exposed as window.QuickDrawPreprocess (and module.exports under Node):
- *   simplify(strokes)                    -> [[[x...],[y...]], ...] integers 0..255
- *   render(simplified, size, options)    -> Uint8Array (size*size*channels), row-major HWC
+ * Exposed as window.QuickDrawPreprocess (and module.exports under Node); `config` is always the
+ * parsed preprocess.json of the model:
+ *   readConfig(config)                   -> the settings used below; throws PreprocessConfigError
+ *   simplify(strokes, config)            -> [[[x...],[y...]], ...] integers 0..longer_side
+ *   render(simplified, config)           -> Uint8Array (H*W*C), row-major HWC
  *   prepare(strokes, config)             -> {data: Float32Array, shape: [H, W, C], simplified, image}
+ *   predictProbabilities(model, x)       -> the probability tensor of an exported graph model
  * `strokes` is Google's JSON form ([[x...],[y...](,[t...])] per stroke) or lists of points
  * ([[x, y(, t)], ...] per stroke).
  */
 (function (root) {
   'use strict';
 
-  // pipeline/strokes.py
-  var SIMPLIFIED_SIDE = 255;
-  var RESAMPLE_SPACING = 1.0;
-  var RDP_EPSILON = 2.0;
-  var MAX_ABS_COORDINATE = 1e6;
-  // pipeline/raster.py GEOMETRY (preprocess.json carries the exported model's copy)
-  var DEFAULT_GEOMETRY = {drawing_side: 256.0, line_width: 16.0, padding: 16.0};
-  var COLOUR_STEP = 24;
-  var COLOUR_FLOOR = 64;
-  // Sample lines per pixel row of cairo's tor scan converter (GRID_Y).
+  // cairo's, not the pipeline's: sample lines per pixel row of its tor scan converter (GRID_Y) ...
   var GRID_Y = 15;
   // ... each sample line through the middle of its band.
   var SUB_OFFSET = 0.5;
   // cairo's default tolerance (device pixels): how closely the pen polygon follows the circle.
   var TOLERANCE = 0.1;
+  // Full scale of the 8-bit images (and of cairo's 8-bit colour conversion).
+  var FULL = 255;
 
   function DrawingError(message) {
     this.name = 'DrawingError';
@@ -45,8 +49,104 @@
   }
   DrawingError.prototype = Object.create(Error.prototype);
 
+  // preprocess.json is missing, incomplete or describes something this code does not implement: a
+  // problem of the model's files (re-export it), never of the drawing.
+  function PreprocessConfigError(message) {
+    this.name = 'PreprocessConfigError';
+    this.message = message;
+  }
+  PreprocessConfigError.prototype = Object.create(Error.prototype);
+
+  /* ------------------------------------------------------------ preprocess.json */
+  // Every field of preprocess.json and what it must hold: 'number' / 'boolean', or the list of the
+  // values this code implements (its one way of aligning, rounding, capping, laying out...).
+  var FIELDS = {
+    'representation': ['bitmap28', 'strokes'],
+    'image_size': 'number',
+    'time_channel': 'boolean',
+    'colour_coded': 'boolean',
+    'input.height': 'number',
+    'input.width': 'number',
+    'input.channels': 'number',
+    'input.dtype': ['float32'],
+    'input.range': [[0, FULL]],
+    'input.layout': ['NHWC'],
+    'simplify.align': ['top-left'],
+    'simplify.longer_side': 'number',
+    'simplify.resample_spacing': 'number',
+    'simplify.rdp_epsilon': 'number',
+    'simplify.round': ['half-to-even'],
+    'simplify.max_abs_coordinate': 'number',
+    'geometry.drawing_side': 'number',
+    'geometry.line_width': 'number',
+    'geometry.padding': 'number',
+    'geometry.line_cap': ['round'],
+    'geometry.line_join': ['round'],
+    'geometry.centre': [true],
+    'stroke_intensity.first': 'number',
+    'stroke_intensity.step': 'number',
+    'stroke_intensity.floor': 'number',
+    'time_intensity.start': 'number',
+    'time_intensity.drop': 'number',
+  };
+
+  function field(config, path) {
+    var value = config;
+    var parts = path.split('.');
+    for (var i = 0; i < parts.length; i++) {
+      if (value === null || typeof value !== 'object' || !Object.prototype.hasOwnProperty.call(value, parts[i])) return undefined;
+      value = value[parts[i]];
+    }
+    return value;
+  }
+
+  /** The settings of a model's preprocess.json, checked: every field present, of its type, and
+   * consistent; otherwise a PreprocessConfigError that names what is wrong. */
+  function readConfig(config) {
+    if (!config || typeof config !== 'object' || Array.isArray(config)) {
+      throw new PreprocessConfigError('preprocess.json is missing or not an object');
+    }
+    var missing = [], wrong = [];
+    Object.keys(FIELDS).forEach(function (path) {
+      var value = field(config, path), want = FIELDS[path];
+      if (value === undefined) { missing.push(path); return; }
+      if (Array.isArray(want)) {
+        var text = JSON.stringify(value);
+        if (!want.some(function (w) { return JSON.stringify(w) === text; })) {
+          wrong.push(path + ' is ' + text + ' but this page implements only ' + want.map(function (w) { return JSON.stringify(w); }).join(' or '));
+        }
+      } else if (want === 'number' ? !(typeof value === 'number' && isFinite(value)) : typeof value !== want) {
+        wrong.push(path + ' is ' + JSON.stringify(value) + ', not a ' + want);
+      }
+    });
+    if (missing.length) throw new PreprocessConfigError('preprocess.json lacks ' + missing.join(', '));
+    if (wrong.length) throw new PreprocessConfigError('preprocess.json: ' + wrong.join('; '));
+    var colour = config.colour_coded, timeChannel = colour && config.time_channel;
+    var input = config.input;
+    if (colour !== (config.representation === 'strokes')) {
+      wrong.push('colour_coded is ' + colour + ' for the ' + config.representation + ' representation');
+    }
+    if (input.height !== input.width || input.height !== config.image_size) {
+      wrong.push('input ' + input.height + ' x ' + input.width + ' does not match image_size ' + config.image_size);
+    }
+    if (input.channels !== (timeChannel ? 2 : 1)) {
+      wrong.push('input.channels is ' + input.channels + ' but the drawing renders to ' + (timeChannel ? 2 : 1));
+    }
+    if (wrong.length) throw new PreprocessConfigError('preprocess.json: ' + wrong.join('; '));
+    return {
+      size: input.height, channels: input.channels, colourCoded: colour, timeChannel: timeChannel,
+      simplify: {side: config.simplify.longer_side, spacing: config.simplify.resample_spacing,
+        epsilon: config.simplify.rdp_epsilon, maxAbs: config.simplify.max_abs_coordinate},
+      geometry: {side: config.geometry.drawing_side, lineWidth: config.geometry.line_width,
+        padding: config.geometry.padding},
+      stroke: {first: config.stroke_intensity.first, step: config.stroke_intensity.step,
+        floor: config.stroke_intensity.floor},
+      time: {start: config.time_intensity.start, drop: config.time_intensity.drop},
+    };
+  }
+
   /* ------------------------------------------------------------ parsing */
-  function toPointLists(strokes) {
+  function toPointLists(strokes, maxAbs) {
     if (!Array.isArray(strokes)) throw new DrawingError('a drawing must be a list of strokes');
     var out = [];
     for (var i = 0; i < strokes.length; i++) {
@@ -66,8 +166,8 @@
         if (!isFinite(pts[q][0]) || !isFinite(pts[q][1])) {
           throw new DrawingError('stroke ' + i + ' contains NaN or infinite coordinates');
         }
-        if (Math.abs(pts[q][0]) > MAX_ABS_COORDINATE || Math.abs(pts[q][1]) > MAX_ABS_COORDINATE) {
-          throw new DrawingError('stroke ' + i + ' has coordinates beyond +-1e6: not a drawing');
+        if (Math.abs(pts[q][0]) > maxAbs || Math.abs(pts[q][1]) > maxAbs) {
+          throw new DrawingError('stroke ' + i + ' has coordinates beyond +-' + maxAbs.toExponential() + ': not a drawing');
         }
       }
       if (pts.length) out.push(pts);
@@ -165,21 +265,22 @@
     return out;
   }
 
-  // strokes.is_simplified: integers in 0..255 and no time column (Google's own simplified files do
-  // not always touch the edges, so nothing stricter holds). Canvas strokes carry time: always simplified.
-  function isSimplified(strokes, hasTime) {
+  // strokes.is_simplified: integers in 0..longer_side and no time column (Google's own simplified files
+  // do not always touch the edges, so nothing stricter holds). Canvas strokes carry time: always simplified.
+  function isSimplified(strokes, hasTime, side) {
     if (!strokes.length || hasTime) return false;
     for (var i = 0; i < strokes.length; i++) {
       for (var j = 0; j < strokes[i].length; j++) {
         var p = strokes[i][j];
-        if (p[0] < 0 || p[1] < 0 || p[0] > SIMPLIFIED_SIDE || p[1] > SIMPLIFIED_SIDE) return false;
+        if (p[0] < 0 || p[1] < 0 || p[0] > side || p[1] > side) return false;
         if (p[0] !== Math.round(p[0]) || p[1] !== Math.round(p[1])) return false;
       }
     }
     return true;
   }
 
-  function simplifyPoints(strokes) {
+  function simplifyPoints(strokes, settings) {
+    var side = settings.side;
     var minX = Infinity, minY = Infinity, maxX = -Infinity, maxY = -Infinity;
     strokes.forEach(function (s) {
       s.forEach(function (p) {
@@ -190,10 +291,10 @@
     var extent = Math.max(maxX - minX, maxY - minY);
     return strokes.map(function (s) {
       var scaled = s.map(function (p) {
-        return extent > 0 ? [(p[0] - minX) / extent * SIMPLIFIED_SIDE, (p[1] - minY) / extent * SIMPLIFIED_SIDE]
+        return extent > 0 ? [(p[0] - minX) / extent * side, (p[1] - minY) / extent * side]
           : [p[0] - minX, p[1] - minY];
       });
-      return rdp(resample(scaled, RESAMPLE_SPACING), RDP_EPSILON).map(function (p) {
+      return rdp(resample(scaled, settings.spacing), settings.epsilon).map(function (p) {
         return [roundHalfEven(p[0]), roundHalfEven(p[1])];
       });
     });
@@ -201,10 +302,14 @@
 
   /** Google-simplified strokes ([[x...],[y...]] per stroke) for a drawing in any coordinates;
    * already simplified drawings pass through unchanged (like pipeline.strokes.to_simplified). */
-  function simplify(strokes) {
-    var pts = toPointLists(strokes);
+  function simplify(strokes, config) {
+    return simplifyWith(strokes, readConfig(config).simplify);
+  }
+
+  function simplifyWith(strokes, settings) {
+    var pts = toPointLists(strokes, settings.maxAbs);
     if (!pts.length) throw new DrawingError('the drawing is empty: draw at least one stroke');
-    var simple = isSimplified(pts, hasTimeColumn(strokes)) ? pts : simplifyPoints(pts);
+    var simple = isSimplified(pts, hasTimeColumn(strokes), settings.side) ? pts : simplifyPoints(pts, settings);
     return simple.map(function (s) {
       return [s.map(function (p) { return p[0]; }), s.map(function (p) { return p[1]; })];
     });
@@ -334,15 +439,10 @@
   function composite(image, channel, channels, cov, grey) {
     for (var i = 0; i < cov.length; i++) {
       if (cov[i] <= 0) continue;
-      var a = Math.min(255, Math.round(cov[i] * 255));
+      var a = Math.min(FULL, Math.round(cov[i] * FULL));
       var at = i * channels + channel;
-      image[at] = Math.min(255, mulUn8(grey, a) + mulUn8(image[at], 255 - a));
+      image[at] = Math.min(FULL, mulUn8(grey, a) + mulUn8(image[at], FULL - a));
     }
-  }
-
-  function geometryOf(options) {
-    var g = (options && options.geometry) || DEFAULT_GEOMETRY;
-    return {side: +g.drawing_side || 256, lineWidth: +g.line_width || 16, padding: +g.padding || 16};
   }
 
   function toDevice(simplified, size, geometry) {
@@ -365,28 +465,30 @@
     };
   }
 
-  /** uint8 image (size*size*channels, HWC) of simplified strokes.
-   * options: {colourCoded: false, timeChannel: false, geometry: GEOMETRY, gridY: 15} */
-  function render(simplified, size, options) {
-    options = options || {};
-    size = size || 28;
+  /** uint8 image (H*W*C, HWC) of simplified strokes, as the model of preprocess.json `config` sees it. */
+  function render(simplified, config) {
+    return renderWith(simplified, readConfig(config));
+  }
+
+  function renderWith(simplified, settings) {
     if (!simplified || !simplified.length) throw new DrawingError('the drawing is empty: nothing to render');
-    var geometry = geometryOf(options);
-    var gridY = options.gridY || GRID_Y;
-    var device = toDevice(simplified, size, geometry);
-    var r = geometry.lineWidth / 2 * device.scale;
-    var colour = !!options.colourCoded, timeChannel = colour && !!options.timeChannel;
-    var channels = timeChannel ? 2 : 1;
+    var size = settings.size;
+    var device = toDevice(simplified, size, settings.geometry);
+    var r = settings.geometry.lineWidth / 2 * device.scale;
+    var colour = settings.colourCoded, timeChannel = settings.timeChannel;
+    var channels = settings.channels;
     var image = new Uint8Array(size * size * channels);
     var n = device.strokes.length, i;
     if (!colour) {
-      for (i = 0; i < n; i++) composite(image, 0, 1, strokeCoverage(device.strokes[i], size, r, gridY), 255);
+      // raster.render_bitmap: white ink on black.
+      for (i = 0; i < n; i++) composite(image, 0, 1, strokeCoverage(device.strokes[i], size, r, GRID_Y), FULL);
       return image;
     }
     // Colour-coded (raster.render_colour_coded): last stroke first so earlier strokes lie on top.
+    var stroke = settings.stroke;
     for (i = n - 1; i >= 0; i--) {
-      var grey = Math.max(255 - COLOUR_STEP * i, COLOUR_FLOOR);
-      composite(image, 0, channels, strokeCoverage(device.strokes[i], size, r, gridY), grey);
+      var grey = Math.max(stroke.first - stroke.step * i, stroke.floor);
+      composite(image, 0, channels, strokeCoverage(device.strokes[i], size, r, GRID_Y), grey);
     }
     if (timeChannel) {
       // Point order as time (simplified strokes carry no t), scaled 0..1 over the drawing.
@@ -398,39 +500,54 @@
         var pts = device.strokes[i];
         var t0 = counter[i];
         if (pts.length === 1) {
-          composite(image, 1, 2, strokeCoverage(pts, size, r, gridY), timeGrey(t0, span));
+          composite(image, 1, 2, strokeCoverage(pts, size, r, GRID_Y), timeGrey(t0, span, settings.time));
           continue;
         }
         for (var j = 0; j + 1 < pts.length; j++) {
-          composite(image, 1, 2, strokeCoverage([pts[j], pts[j + 1]], size, r, gridY), timeGrey(t0 + j, span));
+          composite(image, 1, 2, strokeCoverage([pts[j], pts[j + 1]], size, r, GRID_Y), timeGrey(t0 + j, span, settings.time));
         }
       }
     }
     return image;
   }
 
-  function timeGrey(index, span) {
+  function timeGrey(index, span, time) {
     var t = span > 0 ? index / span : 0;
-    // cairo turns the double colour into 8 bits by rounding (1.0 - 0.75 t) * 255
-    return Math.round((1.0 - 0.75 * t) * 255);
+    // cairo turns the double colour (start - drop t) into 8 bits by rounding
+    return Math.round((time.start - time.drop * t) * FULL);
   }
 
-  /** The model input for a drawing: config is an export's preprocess.json. */
+  /** The model input for a drawing: config is the model's preprocess.json. */
   function prepare(strokes, config) {
-    config = config || {representation: 'bitmap28', image_size: 28};
-    var simplified = simplify(strokes);
-    var colour = config.representation === 'strokes';
-    var size = colour ? (config.image_size || 64) : 28;
-    var timeChannel = colour && !!config.time_channel;
-    var image = render(simplified, size, {colourCoded: colour, timeChannel: timeChannel, geometry: config.geometry});
-    var channels = timeChannel ? 2 : 1;
-    return {data: Float32Array.from(image), image: image, shape: [size, size, channels], simplified: simplified};
+    var settings = readConfig(config);
+    var simplified = simplifyWith(strokes, settings.simplify);
+    var image = renderWith(simplified, settings);
+    return {data: Float32Array.from(image), image: image, shape: [settings.size, settings.size, settings.channels],
+      simplified: simplified};
+  }
+
+  /* ------------------------------------------------------------ model output */
+  /** The probability tensor of a graph model exported by pipeline/export.py for the input tensor x.
+   * The export has one output, its softmax probabilities; TF.js returns a lone output as a Tensor
+   * and several as an array or a name -> Tensor map, so those must hold exactly one. The page
+   * (web/app.js) and the export's browser verification (pipeline/export.py) both read the output
+   * here. Call it inside tf.tidy: any other tensor predict() made is then freed. */
+  function predictProbabilities(model, x) {
+    var tf = root.tf;
+    if (!tf) throw new Error('TensorFlow.js (tf) is not loaded');
+    var output = model.predict(x);
+    if (output instanceof tf.Tensor) return output;
+    var outputs = Array.isArray(output) ? output : (output && typeof output === 'object' ? Object.values(output) : []);
+    if (outputs.length !== 1 || !(outputs[0] instanceof tf.Tensor)) {
+      throw new Error('the model returned ' + outputs.length + ' outputs; an exported model has one, its probabilities');
+    }
+    return outputs[0];
   }
 
   var api = {
-    simplify: simplify, render: render, prepare: prepare, DrawingError: DrawingError,
-    constants: {SIMPLIFIED_SIDE: SIMPLIFIED_SIDE, RESAMPLE_SPACING: RESAMPLE_SPACING, RDP_EPSILON: RDP_EPSILON,
-      GRID_Y: GRID_Y, COLOUR_STEP: COLOUR_STEP, COLOUR_FLOOR: COLOUR_FLOOR},
+    readConfig: readConfig, simplify: simplify, render: render, prepare: prepare,
+    predictProbabilities: predictProbabilities,
+    DrawingError: DrawingError, PreprocessConfigError: PreprocessConfigError,
   };
   root.QuickDrawPreprocess = api;
   if (typeof module !== 'undefined' && module.exports) module.exports = api;

@@ -13,12 +13,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import common
-from pipeline.runs import METRIC_COLUMNS
+from pipeline.runs import METRIC_COLUMNS, METRIC_LABELS
 
-METRIC_LABELS = {
-    "val_top3": "validation top-3", "val_accuracy": "validation accuracy", "val_loss": "validation loss",
-    "top3": "train top-3", "accuracy": "train accuracy", "loss": "train loss", "lr": "learning rate",
-}
+DEFAULT_METRIC = "val_top3"
 INTERRUPTIONS = {"signal_stop": "stopped", "crash_detected": "crash", "lock_takeover": "lock takeover"}
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
@@ -182,8 +179,8 @@ def render() -> None:
         st.caption("No runs selected on the Runs page: showing the most recent CNN and MobileNet runs.")
     names = st.multiselect("Runs", list(by_name), default=selected, key="compare_runs")
     c1, c2, c3, c4 = st.columns([2, 2, 3, 2])
-    metric = c1.selectbox("Metric", list(METRIC_LABELS),
-                          format_func=lambda m: f"{m} ({METRIC_LABELS[m]})", key="compare_metric")
+    metric = c1.selectbox("Metric", list(METRIC_COLUMNS), index=METRIC_COLUMNS.index(DEFAULT_METRIC),
+                          format_func=lambda m: f"{m} ({METRIC_LABELS.get(m, m)})", key="compare_metric")
     axis = c2.radio("X axis", ["epoch", "wall-clock time"], key="compare_axis", horizontal=True)
     smoothing = c3.slider("Smoothing", 0.0, 0.99, 0.0, 0.01, key="compare_smoothing",
                           help="Exponential moving average with debiasing, like TensorBoard's.")

@@ -48,6 +48,8 @@ import numpy as np
 import streamlit as st
 
 from dashboard import common
+from pipeline.errors import QuickDrawError
+from pipeline.export import read_index
 
 INJECT_KEY = "draw_injected_objects"
 CANVAS_SIZE = 280
@@ -277,13 +279,12 @@ def default_models(runs: list[dict]) -> list[str]:
     """web/models/index.json's default run first, then the best bitmap runs of different models."""
     names = [r["name"] for r in runs]
     picks: list[str] = []
-    index = common.REPO / "web" / "models" / "index.json"
     try:
-        default = json.loads(index.read_text(encoding="utf-8")).get("default")
-    except (OSError, ValueError, AttributeError):
-        default = None
-    if isinstance(default, dict):
-        default = default.get("run") or default.get("name")
+        index = read_index(common.REPO / "web")
+    except QuickDrawError:  # an unreadable index only loses the preference
+        index = {"default": None, "models": []}
+    entry = next((m for m in index["models"] if isinstance(m, dict) and m.get("name") == index["default"]), {})
+    default = entry.get("run") or index["default"]
     if isinstance(default, str) and default in names:
         picks.append(default)
     # More classes first: a 2-class run's perfect top-3 says little about drawing freely.

@@ -1,7 +1,7 @@
 """Evaluate page of `streamlit run dashboard`: a run's test metrics from runs/<run>/eval.json -
 top-1/top-3/MAP@3, the confusion matrix as a heatmap with the top confusions, per-class accuracy and a
 gallery of misclassified drawings. Without eval.json a button runs `python -m pipeline evaluate RUN`
-in the background.
+in the background (a pipeline.jobs job: its state, progress and error are read from its files).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import common
+from pipeline import jobs
 
 GALLERY_COLUMNS = 8
 
@@ -45,36 +46,42 @@ def misclassified_image(entry: dict) -> np.ndarray:
     return image[..., 0] if image.ndim == 3 else image
 
 
+def job_id(run: str) -> str:
+    return f"evaluate-{run}"
+
+
+def _job_status(run: str) -> tuple[jobs.Job | None, jobs.JobStatus | None]:
+    job = jobs.read_job(common.runs_dir(), job_id(run))
+    return (job, jobs.job_status(job)) if job else (None, None)
+
+
 def _evaluate_button(run: str) -> None:
-    job = common.read_job(f"evaluate-{run}")
-    state = common.job_state(job) if job else None
-    if state == "running":
-        st.info(f"Evaluating {run} in the background...")
-        st.code("\n".join(common.job_log(job).strip().splitlines()[-8:]) or "(starting)", language=None)
+    job, status = _job_status(run)
+    if status is not None and status.state == "running":
+        _job_progress(run)
         return
-    if state in ("failed", "killed"):
-        log = common.job_log(job)
-        errors = common.log_errors(log)
-        st.error("The last evaluation failed: " + ("; ".join(errors) if errors else "see the log below"))
-        st.code("\n".join(log.strip().splitlines()[-12:]), language=None)
+    if status is not None and status.state in ("failed", "stopped"):
+        st.error(f"The last evaluation {status.state}: {status.message or 'see the log below'}")
+        st.code(jobs.log_tail(job, 12), language=None)
     if st.button("Evaluate on the test split", key="evaluate_start", type="primary"):
-        command = common.pipeline_command("evaluate", run, "--runs-dir", str(common.runs_dir()))
         try:
-            common.start_job(f"evaluate-{run}", "evaluate", [command], run=run)
+            jobs.start(common.runs_dir(), job_id(run), "evaluate", [jobs.evaluate_step(run)], run=run)
         except Exception as exc:  # noqa: BLE001 - show any launch failure instead of breaking the page
             st.error(str(exc))
         else:
             st.rerun()
 
 
-@st.fragment(run_every=3)
-def _wait_for_eval(run_dir: Path) -> None:
-    """While an evaluation runs, re-check for eval.json and refresh the page when it appears."""
-    job = common.read_job(f"evaluate-{run_dir.name}")
-    if job and common.job_state(job) == "running":
-        return
-    if (run_dir / "eval.json").exists():
+@st.fragment(run_every=2)
+def _job_progress(run: str) -> None:
+    """The running evaluation, re-read from its files every 2 s; the page reloads when it has ended."""
+    job, status = _job_status(run)
+    if status is None or status.state != "running":
         st.rerun(scope="app")
+    st.info(f"Evaluating {run} in the background...")
+    if status.fraction is not None:
+        st.progress(status.fraction, text=status.stage or "evaluating")
+    st.code(jobs.log_tail(job, 8) or "(starting)", language=None)
 
 
 def render() -> None:
@@ -91,9 +98,6 @@ def render() -> None:
     if result is None:
         st.info(f"{run} has not been evaluated yet.")
         _evaluate_button(run)
-        job = common.read_job(f"evaluate-{run}")
-        if job and common.job_state(job) == "running":
-            _wait_for_eval(run_dir)
         return
     c1, c2, c3, c4, c5 = st.columns(5)
     c1.metric("top-1", f"{result['top1']:.4f}")

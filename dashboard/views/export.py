@@ -1,7 +1,8 @@
 """Export page of `streamlit run dashboard`: export a run to a TensorFlow.js model under web/models/
-through `python -m pipeline export RUN --checkpoint ... --quantize ...` (a background job: the export
-and its headless-Chromium verification take a minute), then show the result - verification status or
-why it was skipped, size - and the command that serves web/.
+through `python -m pipeline export RUN --checkpoint ... --quantize ...` (a pipeline.jobs background
+job: the export and its headless-Chromium verification take a minute), then show its result - the
+pipeline.export.ExportResult of the job's result record: verification status or why it was skipped,
+size - and the command that serves web/.
 """
 
 from __future__ import annotations
@@ -13,67 +14,53 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import common
+from pipeline import jobs
+from pipeline.export import ExportResult
+from pipeline.files import human_size
 
 QUANTIZE = ("none", "float16", "uint8")
 
 
-def human_size(size) -> str:
-    if not isinstance(size, (int, float)):
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size} B"
+def size_text(size) -> str:
+    return human_size(size) if isinstance(size, (int, float)) else "-"
 
 
-def export_command(run: str, checkpoint: str, quantize: str, verify: bool) -> list[str]:
-    command = common.pipeline_command("export", run, "--checkpoint", checkpoint, "--quantize", quantize,
-                                      "--runs-dir", str(common.runs_dir()))
-    return command + ([] if verify else ["--no-verify"])
-
-
-def show_result(result: dict) -> None:
-    verification = result.get("verification") or {}
-    status = verification.get("status") if isinstance(verification, dict) else str(verification)
+def show_result(result: ExportResult) -> None:
     c1, c2, c3 = st.columns(3)
-    c1.metric("size", human_size(result.get("size_bytes")))
-    c2.metric("verification", status or "-")
-    c3.metric("registered in index.json", "yes" if result.get("registered") else "no")
-    if isinstance(verification, dict):
-        reason = verification.get("reason") or verification.get("message") or verification.get("error")
-        if status in ("passed", "ok", "verified"):
-            st.success("TF.js output matches Keras" + (f": {reason}" if reason else "."))
-        elif status == "skipped":
-            st.warning(f"Verification skipped: {reason or 'no reason given'}")
-        elif status:
-            st.error(f"Verification {status}: {reason or ''}")
-    for key in ("reason", "note"):
-        if result.get(key):
-            st.caption(result[key])
-    if result.get("out_dir"):
-        st.caption(f"written to `{result['out_dir']}`")
-    st.json(result, expanded=False)
+    c1.metric("size", size_text(result.size_bytes))
+    c2.metric("verification", result.verification)
+    c3.metric("registered in index.json", "yes" if result.registered else "no")
+    if result.verified:
+        st.success("TF.js output matches Keras" + (f": {result.verify_message}" if result.verify_message else "."))
+    elif result.verification == "skipped":
+        st.warning(f"Verification skipped: {result.verify_message or 'no reason given'}")
+    else:
+        st.error(f"Verification {result.verification}: {result.verify_message}")
+    if result.message:
+        st.caption(result.message)
+    st.caption(f"written to `{result.path}`")
+    st.json(result.to_json(), expanded=False)
 
 
 @st.fragment(run_every=2)
 def job_panel(run: str) -> None:
-    job = common.read_job(f"export-{run}")
+    """The export job of `run`, re-read from its files every 2 s: progress, then its result."""
+    job = jobs.read_job(common.runs_dir(), f"export-{run}")
     if not job:
         return
-    state = common.job_state(job)
-    log = common.job_log(job)
-    if state == "running":
-        st.info(f"Exporting {run}... (started {int(max(0, time.time() - job['started']))} s ago)")
-        st.code("\n".join(log.strip().splitlines()[-10:]) or "(starting)", language=None)
+    status = jobs.job_status(job)
+    if status.state == "running":
+        st.info(f"Exporting {run}: {status.stage or 'starting'}... (started {int(max(0, time.time() - job.started))} s ago)")
+        st.code(jobs.log_tail(job, 10) or "(starting)", language=None)
         return
-    result = common.last_json_object(log)
-    if result:
-        show_result(result)
-    if state != "done":
-        errors = common.log_errors(log)
-        st.error(f"Export {state}: " + ("; ".join(errors) if errors else "see the log"))
-        st.code("\n".join(log.strip().splitlines()[-15:]), language=None)
+    if status.result:
+        try:
+            show_result(ExportResult.from_json(status.result))
+        except TypeError as exc:
+            st.warning(f"The export's result record could not be read ({exc}).")
+    if status.state != "done":
+        st.error(f"Export {status.state}: {status.message or 'see the log'}")
+        st.code(jobs.log_tail(job, 15), language=None)
 
 
 def exported_table(index: dict) -> pd.DataFrame:
@@ -87,7 +74,7 @@ def exported_table(index: dict) -> pd.DataFrame:
             "model": entry.get("name"), "default": entry.get("name") == index.get("default"),
             "run": entry.get("run"), "architecture": entry.get("model"),
             "representation": entry.get("representation"), "classes": entry.get("classes"),
-            "quantize": entry.get("quantize"), "size": human_size(entry.get("size_bytes")),
+            "quantize": entry.get("quantize"), "size": size_text(entry.get("size_bytes")),
             "verification": verification.get("status", "-"),
             "top-1 agreement": verification.get("top1_agreement"),
             "max prob. diff": verification.get("max_abs_diff"), "exported": entry.get("exported"),
@@ -141,12 +128,12 @@ def render() -> None:
     checkpoint = c2.selectbox("Checkpoint", ["best", "last"], key="export_checkpoint")
     quantize = c3.selectbox("Quantize", QUANTIZE, key="export_quantize")
     verify = c4.checkbox("Verify in Chromium", value=True, key="export_verify")
-    command = export_command(run, checkpoint, quantize, verify)
-    st.caption("Runs `" + " ".join(["python", *command[1:]]) + "`")
+    step = jobs.export_step(run, checkpoint=checkpoint, quantize=quantize, verify=verify)
+    st.caption(f"Runs `{jobs.display_command(step)}`")
     if st.button("Export", key="export_start", type="primary"):
         try:
             common.run_dir_of(run)
-            common.start_job(f"export-{run}", "export", [command], run=run)
+            jobs.start(common.runs_dir(), f"export-{run}", "export", [step], run=run)
         except Exception as exc:  # noqa: BLE001 - show any launch failure instead of breaking the page
             st.error(str(exc))
     job_panel(run)

@@ -13,7 +13,7 @@ from dashboard import common
 from pipeline import runs as runs_mod
 from pipeline.errors import QuickDrawError
 
-STATUSES = ("running", "finished", "interrupted", "crashed", "created", "damaged")
+STATUSES = runs_mod.RUN_STATES
 SORTS = {
     "last update": "updated",
     "name": "name",

@@ -2,25 +2,26 @@
 
 Training never runs inside the Streamlit script: the page starts `python -m pipeline download ...`
 (for classes not on disk yet, only the drawings needed) followed by `python -m pipeline train ...`
-as one background job (dashboard.common.start_job) and shows live progress from the run's
-status.json and the job's log, refreshed every 2 seconds by a fragment. All state is in files, so a
-reload or a closed tab loses nothing.
+as one background job (pipeline.jobs.start) and shows live progress from the run's status.json
+(pipeline.runs.run_state) and the job's progress file, refreshed every 2 seconds by a fragment; the
+job's log is shown as it is. All state is in files, so a reload or a closed tab loses nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from pathlib import Path
 
 import streamlit as st
 
 from dashboard import common
+from pipeline import jobs
 from pipeline import runs as runs_mod
 from pipeline.errors import QuickDrawError
 
-_PERCENT_RE = re.compile(r"(\d{1,3})%\|")
+OFFLINE_HINT = ("Offline? Put the files in the data folder (`--data DIR` or $QUICKDRAW_DATA, laid out like the "
+                "bucket: numpy_bitmap/<class>.npy) or point `--base-url` at a mirror.")
 
 
 @st.cache_data(show_spinner=False)
@@ -45,34 +46,22 @@ def download_format(representation: str) -> str:
     return "numpy_bitmap" if representation == "bitmap28" else "simplified"
 
 
-def train_commands(*, name: str, model: str, classes: list[str], per_class: int, representation: str,
-                   epochs_per_chunk: int, chunks: int, missing: list[str], data_root: Path,
-                   model_options: str = "", batch_size: int = 256) -> list[list[str]]:
-    """The background job: download what is missing (only `per_class` drawings), then train."""
-    runs_dir = str(common.runs_dir())
-    commands = []
+def train_steps(*, name: str, model: str, classes: list[str], per_class: int, representation: str,
+                epochs_per_chunk: int, chunks: int, missing: list[str], data_root: Path,
+                model_options: str = "", batch_size: int = 256) -> list[list[str]]:
+    """The background job's steps: download what is missing (only `per_class` drawings), then train."""
+    steps = []
     if missing:
-        commands.append(common.pipeline_command("download", *missing, "--format", download_format(representation),
-                                                "--per-class", str(per_class), "--data", str(data_root)))
-    command = common.pipeline_command(
-        "train", "--name", name, "--model", model, "--classes", *classes, "--per-class", str(per_class),
-        "--representation", representation, "--epochs-per-chunk", str(epochs_per_chunk), "--chunks", str(chunks),
-        "--batch-size", str(batch_size), "--data", str(data_root), "--runs-dir", runs_dir)
-    if model_options.strip():
-        command += ["--model-options", model_options.strip()]
-    commands.append(command)
-    return commands
+        steps.append(jobs.download_step(missing, download_format(representation), per_class=per_class, data=data_root))
+    steps.append(jobs.train_step(name=name, model=model, classes=classes, per_class=per_class,
+                                 representation=representation, epochs_per_chunk=epochs_per_chunk, chunks=chunks,
+                                 batch_size=batch_size, data=data_root, model_options=model_options))
+    return steps
 
 
-def download_progress(log: str) -> float | None:
-    """The last tqdm percentage in a download log (0-1), None when there is none."""
-    found = _PERCENT_RE.findall(log)
-    return int(found[-1]) / 100 if found else None
-
-
-def _start(job_id: str, kind: str, commands: list[list[str]], run: str) -> None:
+def _start(job_id: str, kind: str, steps: list[list[str]], run: str) -> None:
     try:
-        common.start_job(job_id, kind, commands, run=run)
+        jobs.start(common.runs_dir(), job_id, kind, steps, run=run)
     except QuickDrawError as exc:
         st.error(str(exc))
         return
@@ -119,11 +108,11 @@ def _start_form(summaries: list[dict]) -> None:
         except QuickDrawError as exc:
             st.error(str(exc))
             return
-        commands = train_commands(name=name.strip(), model=model, classes=classes, per_class=int(per_class),
-                                  representation=representation, epochs_per_chunk=int(epochs), chunks=int(chunks),
-                                  missing=missing, data_root=common.data_root(), model_options=options,
-                                  batch_size=int(batch))
-        _start(f"train-{name.strip()}", "train", commands, name.strip())
+        steps = train_steps(name=name.strip(), model=model, classes=classes, per_class=int(per_class),
+                            representation=representation, epochs_per_chunk=int(epochs), chunks=int(chunks),
+                            missing=missing, data_root=common.data_root(), model_options=options,
+                            batch_size=int(batch))
+        _start(f"train-{name.strip()}", "train", steps, name.strip())
 
 
 def _resume_branch_stop(summaries: list[dict]) -> None:
@@ -137,7 +126,6 @@ def _resume_branch_stop(summaries: list[dict]) -> None:
         st.caption(f"Without training checkpoints, so not listed here (evaluate, draw with or export them): "
                    f"{', '.join(records)}.")
     tab_resume, tab_branch, tab_stop = st.tabs(["Resume", "Branch", "Stop"])
-    runs_dir = str(common.runs_dir())
     with tab_resume:
         if not idle:
             st.caption("No stopped run to resume.")
@@ -147,10 +135,7 @@ def _resume_branch_stop(summaries: list[dict]) -> None:
             chunks = c1.number_input("Chunks", 1, 100, 1, key="resume_chunks")
             epochs = c2.number_input("Epochs per chunk (0: as configured)", 0, 500, 0, key="resume_epochs")
             if st.button("Resume", key="resume_start"):
-                command = common.pipeline_command("resume", run, "--chunks", str(chunks), "--runs-dir", runs_dir)
-                if epochs:
-                    command += ["--epochs-per-chunk", str(epochs)]
-                _start(f"train-{run}", "train", [command], run)
+                _start(f"train-{run}", "train", [jobs.resume_step(run, int(chunks), int(epochs))], run)
     with tab_branch:
         parents = [r["name"] for r in trainable if r.get("epochs")]
         if not parents:
@@ -168,13 +153,9 @@ def _resume_branch_stop(summaries: list[dict]) -> None:
                 except QuickDrawError as exc:
                     st.error(str(exc))
                 else:
-                    command = common.pipeline_command("branch", parent, "--name", name.strip(), "--chunks",
-                                                      str(chunks), "--runs-dir", runs_dir)
-                    if from_epoch:
-                        command += ["--from-epoch", str(from_epoch)]
-                    if lr:
-                        command += ["--lr", repr(float(lr))]
-                    _start(f"train-{name.strip()}", "train", [command], name.strip())
+                    step = jobs.branch_step(parent, name.strip(), int(chunks), from_epoch=int(from_epoch),
+                                            lr=float(lr))
+                    _start(f"train-{name.strip()}", "train", [step], name.strip())
     with tab_stop:
         if not running:
             st.caption("No run is training.")
@@ -183,7 +164,7 @@ def _resume_branch_stop(summaries: list[dict]) -> None:
             st.caption("SIGTERM: the trainer saves at the end of the current batch and stops; resume continues.")
             if st.button("Stop", key="stop_start", type="primary"):
                 try:
-                    pid = common.stop_run(common.run_dir_of(run))
+                    pid = jobs.stop_run(common.run_dir_of(run))
                 except QuickDrawError as exc:
                     st.error(str(exc))
                 else:
@@ -191,14 +172,11 @@ def _resume_branch_stop(summaries: list[dict]) -> None:
                     st.rerun()
 
 
-METRIC_KEYS = ("loss", "accuracy", "top3", "val_loss", "val_accuracy", "val_top3", "lr")
-
-
 def _status_panel(run_dir: Path) -> None:
-    status = runs_mod.effective_status(run_dir)
-    state = status.get("state")
+    run_state = runs_mod.run_state(run_dir)
+    status, state = run_state.status, run_state.state
     # Live statuses carry the batch's metrics, final ones the last history row (with times): show metrics.
-    metrics = {k: status["metrics"][k] for k in METRIC_KEYS
+    metrics = {k: status["metrics"][k] for k in runs_mod.METRIC_COLUMNS
                if isinstance(status.get("metrics"), dict) and isinstance(status["metrics"].get(k), int | float)}
     target = status.get("epochs_target")
     if target is None:
@@ -214,8 +192,10 @@ def _status_panel(run_dir: Path) -> None:
     if metrics:
         cols = st.columns(len(metrics))
         for col, (key, value) in zip(cols, metrics.items(), strict=True):
-            col.metric(key, f"{value:.4g}" if key == "lr" else f"{value:.4f}")
-    if status.get("message"):
+            col.metric(runs_mod.METRIC_LABELS.get(key, key), f"{value:.4g}" if key == "lr" else f"{value:.4f}")
+    if state in ("stopped", "crashed", "damaged") and run_state.message:
+        st.caption(run_state.message)
+    elif status.get("message"):
         st.caption(status["message"])
 
 
@@ -231,33 +211,34 @@ def live_progress() -> None:
     """Everything running or recently started, read from files on every tick."""
     summaries = common.run_summaries()
     running = [r for r in summaries if r["status"] == "running"]
-    jobs = [j for j in common.list_jobs("train") if common.job_state(j) == "running"
-            or (j.get("ended") or time.time()) > time.time() - 3600]
+    recent = [(job, jobs.job_status(job)) for job in jobs.list_jobs(common.runs_dir(), "train")]
+    recent = [(job, status) for job, status in recent
+              if status.state == "running" or (job.ended or time.time()) > time.time() - 3600]
     st.subheader("Progress")
-    if not running and not jobs:
+    if not running and not recent:
         st.caption(f"Nothing training. Updated {time.strftime('%H:%M:%S')}.")
         return
     for r in running:
         _status_panel(Path(r["path"]))
     shown = {r["name"] for r in running}
-    for job in jobs[:5]:
-        state = common.job_state(job)
-        log = common.job_log(job)
-        run = job.get("run") or job["id"]
+    for job, status in recent[:5]:
+        run = job.run or job.id
         run_dir = _job_run_dir(run)
         if run not in shown and run_dir is not None and (run_dir / "status.json").exists():
-            shown.add(run)  # a job that ended: where its run stands now (finished, interrupted, ...)
+            shown.add(run)  # a job that ended: where its run stands now (finished, stopped, ...)
             _status_panel(run_dir)
-        with st.expander(f"job {job['id']}: {state}", expanded=state != "done"):
-            if state == "running" and not (run_dir and (run_dir / "status.json").exists()):
-                fraction = download_progress(log)
-                st.progress(fraction or 0.0, text="downloading..." if fraction is not None else "starting...")
-            for line in common.log_errors(log):
-                st.error(line + "  \nOffline? Put the files in the data folder (`--data DIR` or $QUICKDRAW_DATA, "
-                         "laid out like the bucket: numpy_bitmap/<class>.npy) or point `--base-url` at a mirror.")
-            st.code("\n".join(log.strip().splitlines()[-12:]) or "(no output yet)", language=None)
-            if state == "running" and st.button("Stop this job", key=f"stop_job_{job['id']}"):
-                common.stop_job(job)
+        with st.expander(f"job {job.id}: {status.state}", expanded=status.state != "done"):
+            if status.state == "running" and status.command == "download":
+                st.progress(status.fraction or 0.0, text=status.stage or "downloading...")
+            elif status.state == "running" and not (run_dir and (run_dir / "status.json").exists()):
+                st.progress(0.0, text="starting...")
+            if status.state == "failed" and status.message:
+                st.error(status.message + (f"  \n{OFFLINE_HINT}" if status.command == "download" else ""))
+            elif status.state == "stopped":
+                st.caption(status.message)
+            st.code(jobs.log_tail(job, 12) or "(no output yet)", language=None)
+            if status.state == "running" and st.button("Stop this job", key=f"stop_job_{job.id}"):
+                jobs.stop(job)
     st.caption(f"Updated {time.strftime('%H:%M:%S')}.")
 
 

@@ -17,6 +17,7 @@ BENCHMARKS = {
     "render": ("bench_render.py", "rendering throughput: Google-exact and colour-coded vs cv2 per-segment"),
     "train": ("bench_train.py", "training throughput: pipeline vs in-memory model.fit"),
     "predict": ("bench_predict.py", "prediction latency: Python and Chromium (TF.js)"),
+    "draw": ("bench_draw.py", "Draw page latency: the page's own path (strokes in -> top-5) vs the bare model call"),
     "dashboard": ("bench_dashboard.py", "dashboard scaling: 10 vs 200 runs"),
 }
 

@@ -41,6 +41,22 @@ def data_root() -> Path:
     return root if root.is_absolute() else (REPO / root).resolve()
 
 
+def web_dir() -> Path:
+    """The web page's folder exports go to: $QUICKDRAW_WEB, else the repository's web/."""
+    from pipeline.export import web_root
+
+    return web_root()
+
+
+def rerun_when_changed(key: str, value) -> None:
+    """Inside a fragment: rerun the whole page when `value` (e.g. which jobs are running) differs from
+    what the previous tick saw, so parts outside the fragment (a Resume list, a table) catch up."""
+    seen = st.session_state.get(f"_seen_{key}")
+    st.session_state[f"_seen_{key}"] = value
+    if seen is not None and seen != value:
+        st.rerun(scope="app")
+
+
 def run_dir_of(name: str) -> Path:
     """The folder of an existing run named in the UI; '../x' or '/x' raise RunError."""
     return runs_mod.resolve_run(runs_dir(), runs_mod.validate_run_name(name))

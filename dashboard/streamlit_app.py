@@ -19,8 +19,12 @@ from dashboard.views import compare, draw, evaluate, export, runs, train  # noqa
 
 st.set_page_config(page_title="Quick Draw Lab", page_icon="✏️", layout="wide")
 
+# Every page is reachable by its URL path (/runs, /compare, ...). Streamlit serves the default page at the
+# root only, so /runs is a second, hidden entry for the Runs page (the default page's own url_path is
+# reserved but never served).
 PAGES = [
-    st.Page(runs.render, title="Runs", icon=":material/table_chart:", url_path="runs", default=True),
+    st.Page(runs.render, title="Runs", icon=":material/table_chart:", url_path="home", default=True),
+    st.Page(runs.render, title="Runs", icon=":material/table_chart:", url_path="runs", visibility="hidden"),
     st.Page(compare.render, title="Compare", icon=":material/show_chart:", url_path="compare"),
     st.Page(draw.render, title="Draw", icon=":material/draw:", url_path="draw"),
     st.Page(train.render, title="Train", icon=":material/model_training:", url_path="train"),

@@ -158,7 +158,7 @@ class Checkpoint:
             reason = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only",
                       errno.EACCES: "permission denied"}.get(exc.errno, exc.strerror or str(exc))
             raise RunError(f"could not save {path}: {reason}. The previous checkpoint is intact; free space or "
-                           f"make {path.parent} writable, then `python -m pipeline resume`.") from exc
+                           f"make {path.parent} writable, then `python -m pipeline resume {Path(path).parent.parent.name}`.") from exc
 
     @classmethod
     def load(cls, path: Path) -> Checkpoint:

@@ -54,11 +54,15 @@ def _silent(line: str, live: bool = False) -> None:
     """The progress reporter when nobody listens."""
 
 
-def run_chunks(run_dir: Path, chunks: int = 1, epochs_per_chunk: int | None = None, report=None) -> int:
-    """Train `chunks` chunks of the run, one after another, holding its lock. Returns an exit code:
-    0 done, 130/143 stopped by SIGINT/SIGTERM (saved; resume continues). `report`, when given, gets a
-    human-readable line at each chunk's start and end and after every epoch, and `live=True` batch
-    lines in between (every few seconds)."""
+def run_chunks(run_dir: Path, chunks: int | None = None, epochs_per_chunk: int | None = None, report=None) -> int:
+    """Train the run chunk by chunk, holding its lock, and return an exit code: 0 done, 130/143 stopped
+    by SIGINT/SIGTERM (saved; resume continues).
+
+    The plan: a chunk stopped before its last epoch is finished first; then `chunks` None continues
+    the run's plan (the epoch its last `train`/`resume --chunks N` was to reach), or trains one more
+    chunk when the plan is done; `chunks` N trains N chunks counting that first one, and becomes the
+    plan. A run is "finished" when its plan is done. `report`, when given, gets a human-readable line
+    at each chunk's start and end and after every epoch, and `live=True` batch lines in between."""
     from pipeline.train import is_chief
 
     chief = is_chief()
@@ -75,12 +79,26 @@ def run_chunks(run_dir: Path, chunks: int = 1, epochs_per_chunk: int | None = No
         configure_runtime()
         stop = StopFlag().install()
         try:
-            code = 0
-            for _ in range(chunks):
-                code, more = _one_chunk(run_dir, epochs_per_chunk, stop, say, record=lock is not None)
-                if code != 0 or not more:
-                    break
-            return code
+            config = runs.read_config(run_dir)
+            size = epochs_per_chunk or config.epochs_per_chunk
+            saved = latest_checkpoint(run_dir)
+            checkpoint = Checkpoint.load(saved) if saved else None
+            done = checkpoint.state.epoch if checkpoint else 0
+            events = runs.read_events(run_dir)
+            target = runs.unfinished_chunk_target(events) or 0
+            target = target if target > done else done + size
+            plan = runs.planned_epoch(events)
+            until = (plan if plan and plan > done else target) if chunks is None else target + (chunks - 1) * size
+            if config.max_epochs:
+                until, target = min(until, config.max_epochs), min(target, config.max_epochs)
+            if lock and until != plan:
+                runs.append_event(run_dir, "plan", until_epoch=until, epochs_per_chunk=size)
+            while True:
+                code, reached, complete = _one_chunk(run_dir, config, saved, checkpoint, min(target, until), stop,
+                                                     say, record=lock is not None)
+                if code != 0 or complete or reached >= until:
+                    return code
+                target, saved, checkpoint = reached + size, None, None  # the next chunk loads what this one saved
         finally:
             stop.restore()
     finally:
@@ -88,8 +106,9 @@ def run_chunks(run_dir: Path, chunks: int = 1, epochs_per_chunk: int | None = No
             lock.release()
 
 
-def _one_chunk(run_dir: Path, epochs_per_chunk: int | None, stop: StopFlag, say, record: bool) -> tuple[int, bool]:
-    """(exit code, whether another chunk may follow)."""
+def _one_chunk(run_dir: Path, config, saved: Path | None, checkpoint: Checkpoint | None, target_epoch: int,
+               stop: StopFlag, say, record: bool) -> tuple[int, int, bool]:
+    """Train up to `target_epoch`: (exit code, epochs completed, whether the run is complete)."""
     from pipeline.train import STOPPED, Trainer
 
     events = runs.read_events(run_dir)
@@ -99,20 +118,21 @@ def _one_chunk(run_dir: Path, epochs_per_chunk: int | None, stop: StopFlag, say,
         runs.append_event(run_dir, "crash_detected", chunk=unfinished, last_status=status.get("state"),
                           last_epoch=status.get("epoch"), last_batch=status.get("batch"), pid=status.get("pid"))
     chunk = runs.count_chunks(events) + 1
-    config = runs.read_config(run_dir)
-    saved = latest_checkpoint(run_dir)
-    if saved is None:
-        runs.refuse_retraining_a_record(run_dir)
-    trainer = Trainer(run_dir, config, Checkpoint.load(saved) if saved else None, chunk,
-                      epochs_per_chunk or config.epochs_per_chunk, stop.requested, say)
+    if checkpoint is None:
+        saved = latest_checkpoint(run_dir)
+        if saved is None:
+            runs.refuse_retraining_a_record(run_dir)
+        checkpoint = Checkpoint.load(saved) if saved else None
+    trainer = Trainer(run_dir, config, checkpoint, chunk, target_epoch, stop.requested, say)
     state = trainer.state
     where = (f"resuming from {saved.name} at epoch {state.epoch + 1}, batch {state.batch}" if saved
              else "from the start")
-    say(f"run {run_dir.name}, chunk {chunk}: {trainer.epochs} epoch(s) of {len(trainer.train_indices):,} training "
+    say(f"run {run_dir.name}, chunk {chunk}: up to epoch {target_epoch} on {len(trainer.train_indices):,} training "
         f"drawings, {where}, lr {state.schedule['lr']:.3g}")
     if record:
         runs.append_event(run_dir, "chunk_start", chunk=chunk, pid=os.getpid(), epoch=state.epoch + 1,
-                          batch=state.batch, resumed_from=saved.name if saved else None, lr=state.schedule["lr"])
+                          batch=state.batch, target_epoch=target_epoch, resumed_from=saved.name if saved else None,
+                          lr=state.schedule["lr"])
         if saved:
             runs.append_event(run_dir, "resume_point", chunk=chunk, checkpoint=saved.name, epoch=state.epoch + 1,
                               batch=state.batch, plateau={k: state.schedule[k] for k in ("lr", "best", "wait")})
@@ -127,11 +147,12 @@ def _one_chunk(run_dir: Path, epochs_per_chunk: int | None, stop: StopFlag, say,
         raise
     if result == STOPPED:
         name = signal.Signals(stop.signum).name
-        resume = f"`python -m pipeline resume {run_dir.name}` continues"
+        resume = f"`python -m pipeline resume {run_dir.name}` (or the Train page's Resume tab) continues"
         if record:
             runs.append_event(run_dir, "signal_stop", signal=name, chunk=chunk, epoch=state.epoch + 1,
                               batch=state.batch)
-            trainer.status("stopped", message=f"stopped by {name}; {resume}")
+            trainer.status("stopped", message=f"stopped by {name} in epoch {state.epoch + 1}; {resume}",
+                           epochs_target=target_epoch)
         say(f"stopped by {name} in epoch {state.epoch + 1}, batch {state.batch}: saved; {resume} from here")
         code = EXIT_INTERRUPTED.get(stop.signum, 1)
     else:
@@ -139,7 +160,7 @@ def _one_chunk(run_dir: Path, epochs_per_chunk: int | None, stop: StopFlag, say,
         if already_complete:
             trainer.status("finished", message="the run is complete", run_complete=True)
         else:
-            trainer.status("finished", run_complete=trainer.complete,
+            trainer.status("finished", run_complete=trainer.complete, epochs_target=target_epoch,
                            metrics=state.history[-1] if state.history else None)
     if record:
         runs.append_event(run_dir, "chunk_end", chunk=chunk, epoch=state.epoch, batch=state.batch, exit_code=code)
@@ -147,7 +168,6 @@ def _one_chunk(run_dir: Path, epochs_per_chunk: int | None, stop: StopFlag, say,
         say(f"chunk {chunk} done at epoch {state.epoch}"
             + (f"; best val top-3 {state.best['val_top3']:.4f} at epoch {state.best['epoch']} "
                f"(its model: {run_dir / 'model'})" if state.best else ""))
-    max_reached = bool(config.max_epochs and state.epoch >= config.max_epochs)
-    if code == 0 and max_reached and record:
+    if code == 0 and config.max_epochs and state.epoch >= config.max_epochs and record:
         runs.append_event(run_dir, "finished", epoch=state.epoch)
-    return code, code == 0 and not trainer.complete
+    return code, state.epoch, trainer.complete

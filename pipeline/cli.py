@@ -1,15 +1,21 @@
 """The command line: `python -m pipeline COMMAND ...` (`--help` on every command).
 
 The only module that parses arguments. Handlers import what they use lazily, so `--help` and the
-data commands start without loading TensorFlow. User mistakes exit 2 with one readable line.
+data commands start without loading TensorFlow, and every command checks its arguments, run names and
+files before it loads TensorFlow (`load_tensorflow`, the one place the CLI imports it): a mistake is
+refused at once, as one line (`error: ...`, exit 2). TensorFlow's start-up chatter (C++ logs, CUDA
+plugin registrations) is kept off the terminal unless `--verbose` asks for it.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
+import shlex
 import sys
+import tempfile
 from pathlib import Path
 
 from pipeline.errors import QuickDrawError
@@ -59,6 +65,116 @@ def _progress(args):
     from pipeline.jobs import ProgressFile
 
     return ProgressFile(getattr(args, "progress", None), getattr(args, "command", None))
+
+
+# ---------------------------------------------------------------- TensorFlow, quietly
+# Environment that quiets TensorFlow's C++ logging, set before any import of it unless --verbose.
+# Measured with TF 2.19 on a machine with CUDA libraries and no GPU: TF_CPP_MIN_LOG_LEVEL=3 silences
+# the oneDNN/CPU-feature notices, `cuInit` and `Unable to register cuFFT factory`; GLOG_minloglevel
+# quiets glog-based builds. No variable reaches the rest: `All log messages before
+# absl::InitializeLog()`, `Unable to register cuDNN/cuBLAS factory` and `computation placer already
+# registered` are written by C++ static initialisers while `import tensorflow` runs, and XLA's `XLA
+# service ... initialized` / `Compiled cluster using XLA!` (the first one-drawing prediction) by absl
+# before it is initialised. So `load_tensorflow` also sends file descriptor 2 - where C and C++ code
+# write - to a temporary file from the import to the end of the command, while Python's sys.stderr
+# (our `error:` lines, notes, warnings, tracebacks) keeps writing to the terminal.
+QUIET_TENSORFLOW = {"TF_CPP_MIN_LOG_LEVEL": "3", "GLOG_minloglevel": "3"}
+TENSORFLOW_LOG: list[str] = []  # what TensorFlow's C++ side wrote while it was hidden (see --verbose)
+
+
+def quiet_tensorflow_environment(verbose: bool = False) -> None:
+    """Set QUIET_TENSORFLOW in the environment (before TensorFlow is imported), unless verbose."""
+    if not verbose:
+        os.environ.update(QUIET_TENSORFLOW)
+
+
+class _NativeStderr:
+    """File descriptor 2 redirected to a temporary file, sys.stderr kept on the terminal."""
+
+    def __init__(self):
+        self.terminal: int | None = None  # a duplicate of the real fd 2, kept open for the process
+        self.file = None
+        self.python_stderr = None
+
+    def hide(self) -> None:
+        if self.file is not None:
+            return
+        sys.stderr.flush()
+        if self.terminal is None:
+            self.terminal = os.dup(2)
+        self.file = tempfile.TemporaryFile()
+        os.dup2(self.file.fileno(), 2)
+        try:
+            on_fd2 = sys.stderr.fileno() == 2
+        except (AttributeError, OSError, ValueError):  # e.g. a test's captured stream
+            on_fd2 = False
+        if on_fd2:
+            self.python_stderr = sys.stderr
+            sys.stderr = io.TextIOWrapper(io.FileIO(self.terminal, "w", closefd=False), encoding=sys.stderr.encoding,
+                                          errors="backslashreplace", line_buffering=True)
+
+    def restore(self, replay: bool = False) -> str:
+        """Put fd 2 and sys.stderr back; returns what was captured (written to stderr when `replay`)."""
+        if self.file is None:
+            return ""
+        sys.stderr.flush()
+        if self.python_stderr is not None:
+            sys.stderr, self.python_stderr = self.python_stderr, None
+        os.dup2(self.terminal, 2)
+        self.file.seek(0)
+        text = self.file.read().decode("utf-8", errors="replace")
+        self.file.close()
+        self.file = None
+        TENSORFLOW_LOG.append(text)
+        if replay and text:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+        return text
+
+
+_native_stderr = _NativeStderr()
+
+
+def load_tensorflow(verbose: bool = False) -> None:
+    """Import TensorFlow and Keras - the one place the command line does - after the command checked
+    its arguments. Unless `verbose`, what C++ code writes on file descriptor 2 from here to the end of
+    the command is captured (`release_native_stderr`, called by `main`), and TensorFlow's Python
+    logger shows errors only; a failed import shows what was captured."""
+    if "tensorflow" in sys.modules:
+        return
+    if not verbose:
+        _native_stderr.hide()
+    try:
+        import keras  # noqa: F401 - imports tensorflow
+        import tensorflow as tf
+    except BaseException:
+        _native_stderr.restore(replay=True)
+        raise
+    if not verbose:
+        tf.get_logger().setLevel("ERROR")  # e.g. AutoGraph's "could not transform <lambda>" notices
+
+
+def release_native_stderr(replay: bool = False) -> str:
+    """End what `load_tensorflow` hid: fd 2 back on the terminal; returns the captured text (also kept
+    in TENSORFLOW_LOG, and written to stderr when `replay`, e.g. before a bug's traceback)."""
+    return _native_stderr.restore(replay)
+
+
+def _tensorflow(args) -> None:
+    load_tensorflow(getattr(args, "verbose", False))
+
+
+def _refuse_if_training(run_dir: Path) -> None:
+    """Refuse at once (before TensorFlow loads) to train a run another trainer holds; the lock taken
+    in pipeline.chunks stays the rule, this only spares the wait."""
+    from pipeline.errors import RunError
+    from pipeline.runs import read_lock
+
+    holder = read_lock(run_dir)
+    if holder:
+        pid = holder.get("pid", "unknown")
+        raise RunError(f"run '{run_dir.name}' is being trained by PID {pid}; wait for it, or stop it "
+                       f"(`kill {pid}` saves and stops at the end of the current batch).")
 
 
 # ---------------------------------------------------------------- data commands
@@ -134,8 +250,15 @@ def cmd_rasterize(args) -> int:
 def cmd_train(args) -> int:
     from pipeline import runs
     from pipeline.categories import canonical
-    from pipeline.chunks import run_chunks
 
+    # Everything is checked before TensorFlow loads and before the run exists: the name, an existing
+    # run of that name (one that never trained an epoch is replaced), the classes, model and recipe,
+    # a warm start's source and the data of every class.
+    runs_dir = _runs_dir(args)
+    run_dir = runs.run_path(runs_dir, args.name)
+    existing = (run_dir / "config.json").exists()
+    if existing:
+        runs.ensure_recreatable(run_dir)
     config = runs.make_config(
         name=args.name,
         model=args.model,
@@ -151,7 +274,7 @@ def cmd_train(args) -> int:
         seed=args.seed,
         save_every_batches=args.save_every_batches,
         strategy=args.strategy,
-        model_options=json.loads(args.model_options) if args.model_options else {},
+        model_options=_model_options(args),
         max_epochs=args.max_epochs,
         schedule=args.schedule, warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
         weight_decay=args.weight_decay, augment=args.augment, augment_shift=args.augment_shift,
@@ -161,21 +284,109 @@ def cmd_train(args) -> int:
     if config.init_from:
         from pipeline.checkpoints import init_source_path
 
-        init_source_path(config.init_from, _runs_dir(args))  # a wrong source fails before the run exists
-    run_dir = runs.create_run(config, _runs_dir(args))
+        init_source_path(config.init_from, runs_dir)  # a wrong source fails before the run exists
+    check_training_data(config)
+    _tensorflow(args)
+    from pipeline.chunks import run_chunks
+
+    if existing:
+        run_dir = runs.recreate_run(config, runs_dir)
+        _say(f"run {args.name} never trained an epoch: its config is replaced and training starts again")
+    else:
+        run_dir = runs.create_run(config, runs_dir)
     return run_chunks(run_dir, chunks=args.chunks, report=_say)
 
 
+def _model_options(args) -> dict:
+    """--model-options as a dict, checked against the model's options (before TensorFlow loads)."""
+    from pipeline.errors import QuickDrawError
+    from pipeline.models import model_spec
+
+    if not args.model_options:
+        return {}
+    try:
+        options = json.loads(args.model_options)
+    except ValueError as exc:
+        raise QuickDrawError(f"--model-options is not JSON ({exc}); write e.g. "
+                             "--model-options '{\"alpha\": 0.5, \"input_size\": 32}'.") from None
+    if not isinstance(options, dict):
+        raise QuickDrawError("--model-options must be a JSON object, e.g. '{\"width\": 48}'.")
+    spec = model_spec(args.model)
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        raise QuickDrawError(f"model '{spec.name}' has no option(s) {', '.join(unknown)} "
+                             f"(options: {', '.join(spec.options) or 'none'}).")
+    return options
+
+
+def check_training_data(config) -> None:
+    """QuickDrawError unless every class of a new run has a file in a format its representation can
+    use under its data folder: one line naming the missing classes, the folder and the format, and
+    the `download` command that fetches them (or --data pointing at a folder that has them)."""
+    from pipeline.datasets import dataset_spec, source_for
+    from pipeline.errors import QuickDrawError
+    from pipeline.formats import FORMAT_DIRS
+
+    spec = dataset_spec(config)
+    missing = []
+    for cls in spec.classes:
+        try:
+            source_for(spec, cls)
+        except QuickDrawError:
+            missing.append(cls)
+    if not missing:
+        return
+    root = Path(spec.data_root)
+    if root.exists() and not root.is_dir():
+        raise QuickDrawError(f"--data {root} is a file; point --data at a folder of Quick, Draw! data "
+                             "(numpy_bitmap/<class>.npy, simplified/<class>.ndjson ..., as `download` makes).")
+    if spec.source != "auto":
+        formats = (spec.source,)
+    elif spec.representation == "bitmap28":
+        formats = ("numpy_bitmap", "simplified", "raw", "binary")
+    else:
+        formats = ("simplified", "raw", "binary")
+    kind = {1: f"{formats[0]} files", 3: "stroke files (simplified, raw or binary)"}.get(
+        len(formats), "bitmap or stroke files (numpy_bitmap, simplified, raw or binary)")
+    folders = ", ".join(f"{name}/" for fmt in formats for name in FORMAT_DIRS[fmt])
+    where = "it does not exist" if not root.exists() else f"looked in {folders} and the folder itself"
+    names = ", ".join(f"'{c}'" for c in missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+    which = (f"class {names}" if len(missing) == 1 else f"classes {names}" if len(missing) == len(spec.classes)
+             else f"{len(missing)} of the {len(spec.classes)} classes: {names}")
+    them = "it" if len(missing) == 1 else "them"
+    command = " ".join(["python -m pipeline download", *(shlex.quote(c) for c in missing), "--format", formats[0],
+                        "--per-class", str(spec.per_class), "--data", shlex.quote(str(root))])
+    raise QuickDrawError(f"no {kind} for {which} under {root} ({where}); fetch {them} with `{command}`, "
+                         f"or point --data at a folder that has {them}.")
+
+
 def cmd_resume(args) -> int:
-    from pipeline.chunks import run_chunks
     from pipeline.runs import resolve_run
 
     run_dir = resolve_run(_runs_dir(args), args.run)
+    _check_trainable(run_dir)
+    _tensorflow(args)
+    from pipeline.chunks import run_chunks
+
     return run_chunks(run_dir, chunks=args.chunks, epochs_per_chunk=args.epochs_per_chunk, report=_say)
 
 
+def _check_trainable(run_dir: Path) -> None:
+    """What refuses `resume` of a run, checked before TensorFlow loads: another trainer holds it, it is
+    a record without checkpoints, or its data is gone (the message names the download command)."""
+    from pipeline import runs
+    from pipeline.checkpoints import latest_checkpoint
+    from pipeline.datasets import dataset_spec, source_for
+
+    _refuse_if_training(run_dir)
+    if latest_checkpoint(run_dir) is None:
+        runs.refuse_retraining_a_record(run_dir)
+    spec = dataset_spec(runs.read_config(run_dir))
+    for cls in spec.classes:
+        source_for(spec, cls)
+
+
 def cmd_branch(args) -> int:
-    from pipeline.chunks import run_chunks
     from pipeline.runs import branch_run, resolve_run
 
     parent = resolve_run(_runs_dir(args), args.run)
@@ -183,46 +394,86 @@ def cmd_branch(args) -> int:
                          epochs_per_chunk=args.epochs_per_chunk)
     print(f"branched {parent.name} -> {run_dir.name}")
     if args.chunks:
+        _check_trainable(run_dir)
+        _tensorflow(args)
+        from pipeline.chunks import run_chunks
+
         return run_chunks(run_dir, chunks=args.chunks, report=_say)
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from pipeline.evaluate import evaluate_run, evaluation_summary, format_report
+    """The test split's evaluation goes to runs/<run>/eval.json, a folder's to runs/<run>/evals/; the
+    last line printed (and the --progress result record) is the summary, whose `kind` ("test" or
+    "folder"), `data` and `file` say which evaluation was written where."""
+    from pipeline.evaluate import (
+        check_evaluation,
+        evaluate_run,
+        evaluation_path,
+        evaluation_summary,
+        format_report,
+    )
     from pipeline.runs import resolve_run
 
     progress = _progress(args)
     run_dir = resolve_run(_runs_dir(args), args.run)
+    check_evaluation(run_dir, data=args.data, checkpoint=args.checkpoint)
     progress.progress("loading the model", force=True)
+    _tensorflow(args)
     result = evaluate_run(run_dir, data=args.data, checkpoint=args.checkpoint,
                           progress=lambda done, total: progress.progress("evaluating", done=done, total=total))
+    written = evaluation_path(run_dir, args.data)
     print(format_report(result))
-    summary = evaluation_summary(result)
+    print(f"written to {written}")
+    summary = {**evaluation_summary(result), "file": str(written.absolute())}
     print(json.dumps(summary))
     progress.result(summary)
     return 0
 
 
 def cmd_predict(args) -> int:
-    from pipeline.formats import iter_ndjson
-    from pipeline.predict import Predictor
+    """One JSON line per drawing of the file: `index` (0, 1, ... over the drawings), `line` (its line
+    in the file), `word` and the `top` guesses. Lines that are not drawings are skipped and counted in
+    a note on stderr; a file without any drawing is an error naming the first line's problem."""
+    from pipeline.errors import DrawingError
+    from pipeline.predict import DrawingLines, check_drawings_file, check_run_model, iter_drawing_lines
     from pipeline.runs import resolve_run
 
-    predictor = Predictor.from_run(resolve_run(_runs_dir(args), args.run), checkpoint=args.checkpoint)
-    for i, record in enumerate(iter_ndjson(args.drawings)):
-        guesses = predictor.predict(record["drawing"], top=args.top)
-        print(json.dumps({"index": i, "word": record.get("word"),
+    run_dir = resolve_run(_runs_dir(args), args.run)
+    check_run_model(run_dir, args.checkpoint)
+    check_drawings_file(args.drawings, run=run_dir.name)
+    _tensorflow(args)
+    from pipeline.predict import Predictor
+
+    predictor = Predictor.from_run(run_dir, checkpoint=args.checkpoint)
+    stats = DrawingLines()
+    for line, record, _strokes in iter_drawing_lines(args.drawings, stats):
+        try:
+            guesses = predictor.predict(record["drawing"], top=args.top)
+        except DrawingError as exc:  # parsed, but not a drawing the model can take (e.g. too small)
+            stats.reject(line, f"has an unusable \"drawing\": {exc}")
+            continue
+        print(json.dumps({"index": stats.drawings - 1, "line": line, "word": record.get("word"),
                           "top": [{"label": label, "prob": round(prob, 6)} for label, prob in guesses]}))
+    if not stats.drawings:
+        raise DrawingError(f"{args.drawings}: {stats.summary()}.")
+    if stats.skipped:
+        print(f"note: skipped {stats.skipped} of {stats.lines} lines that were not drawings (first: "
+              f"{stats.first_problem})", file=sys.stderr)
     return 0
 
 
 def cmd_export(args) -> int:
     from pipeline.export import export_run
+    from pipeline.predict import check_run_model
     from pipeline.runs import resolve_run
 
     progress = _progress(args)
-    result = export_run(resolve_run(_runs_dir(args), args.run), checkpoint=args.checkpoint,
-                        out_dir=args.out, quantize=args.quantize, verify=not args.no_verify,
+    run_dir = resolve_run(_runs_dir(args), args.run)
+    check_run_model(run_dir, args.checkpoint)
+    _tensorflow(args)
+    result = export_run(run_dir, checkpoint=args.checkpoint,
+                        out_dir=args.out, quantize=args.quantize, verify=not args.no_verify, web_dir=args.web,
                         make_default=args.make_default, progress=lambda stage: progress.progress(stage, force=True))
     print(json.dumps(result.to_json(), indent=2))
     progress.result(result.to_json())
@@ -233,8 +484,15 @@ def cmd_export(args) -> int:
 
 
 def cmd_import_logs(args) -> int:
+    from pipeline.errors import QuickDrawError
     from pipeline.seedlogs import import_logs
 
+    if args.keras_model:  # the only part that needs TensorFlow: check the files first
+        if not Path(args.dir).is_dir():
+            raise QuickDrawError(f"{args.dir} is not a folder of training logs.")
+        if not Path(args.keras_model).is_file():
+            raise QuickDrawError(f"--keras-model {args.keras_model}: no such file; give the seed's saved .h5 model.")
+        _tensorflow(args)
     run_dir = import_logs(Path(args.dir), _runs_dir(args), name=args.name, model=args.model,
                           keras_model=args.keras_model, classes_file=args.classes_file)
     print(f"imported {args.dir} as run {run_dir.name}")
@@ -263,16 +521,31 @@ def cmd_runs(args) -> int:
 
 
 # ---------------------------------------------------------------- parser
+class _Parser(argparse.ArgumentParser):
+    """argparse whose mistakes are one line like every other (`error: ...`, exit 2), naming --help."""
+
+    def error(self, message):
+        print(f"error: {self.prog}: {message} (`{self.prog} --help` shows the options)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+VERBOSE_HELP = ("show TensorFlow's own start-up and C++ log lines (hidden by default; with --verbose "
+                "TF_CPP_MIN_LOG_LEVEL from the environment applies)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipeline", description="Quick Draw Lab: data, training, evaluation and export.")
+    parser = _Parser(prog="python -m pipeline", description="Quick Draw Lab: data, training, evaluation and export.")
     parser.add_argument("--progress", metavar="FILE.jsonl",
                         help="also append the command's progress, result and error as JSON lines to FILE "
                              "(what the dashboard's background jobs read; see pipeline/jobs.py)")
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name, func, help_text):
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(func=func)
+        # Also after the command (`train ... --verbose`); SUPPRESS keeps the global flag's value.
+        p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
         return p
 
     def runs_dir_option(p):
@@ -336,7 +609,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("resume", cmd_resume, "continue a run from its last saved point (mid-epoch included)")
     p.add_argument("run", metavar="NAME")
-    p.add_argument("--chunks", type=_positive_int, default=1)
+    p.add_argument("--chunks", type=_positive_int, default=None,
+                   help="chunks to train, counting the rest of a stopped chunk (default: to the end of the run's "
+                        "plan, or one more chunk when the plan is done)")
     p.add_argument("--epochs-per-chunk", type=_positive_int)
     runs_dir_option(p)
 
@@ -365,7 +640,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("export", cmd_export, "export a run to a TensorFlow.js graph model for web/")
     p.add_argument("run", metavar="RUN")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")
-    p.add_argument("--out", help="output folder (default web/models/<run>)")
+    p.add_argument("--out", help="output folder (default WEB/models/<run>)")
+    p.add_argument("--web", metavar="WEB", help="the web page's folder (default $QUICKDRAW_WEB, else this "
+                                               "repository's web/)")
     p.add_argument("--quantize", choices=("none", "float16", "uint8"), default="none")
     p.add_argument("--no-verify", action="store_true", help="skip the headless-Chromium comparison with Keras")
     p.add_argument("--make-default", action="store_true", help="make it the page's default model (index.json)")
@@ -388,9 +665,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # TensorFlow's C++ notices (oneDNN, CPU features) are noise on a command line; errors still show.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    # Before anything imports TensorFlow: its C++ start-up notices are noise on a command line.
+    quiet_tensorflow_environment(args.verbose)
     # With --progress, a failure is also an error record of the progress file (for the dashboard).
     report = _progress(args) if args.progress else None
     if report is not None:
@@ -398,9 +675,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except QuickDrawError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        release_native_stderr()
+        message = " ".join(str(exc).splitlines())  # one line, whatever the message holds
+        print(f"error: {message}", file=sys.stderr)
         if report is not None:
-            report.error(str(exc))
+            report.error(message)
         return 2
     except FileNotFoundError as exc:
         print(f"error: file not found: {exc.filename or exc}", file=sys.stderr)
@@ -411,6 +690,9 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
+        release_native_stderr(replay=True)  # a bug: what TensorFlow said may help, before the traceback
         if report is not None:  # a bug: the traceback follows in the log
             report.error(f"{type(exc).__name__}: {exc}")
         raise
+    finally:
+        release_native_stderr()

@@ -105,7 +105,7 @@ def source_for(spec: DatasetSpec, cls: str) -> tuple[str, Path]:
     raise QuickDrawError(
         f"no {wanted} data for class '{cls}' under {root} (looked for {', '.join(candidates)}); fetch it with "
         f"`python -m pipeline download '{cls}' --format {candidates[0]} --per-class {spec.per_class} "
-        f"--data {root}` or point --data at a folder that has it.")
+        f"--data {root}` (the data folder of a run is its config.json's data_root).")
 
 
 def split_of(key: bytes, val_fraction: float, test_fraction: float) -> int:

@@ -1,26 +1,35 @@
 """Metrics of a trained run: `python -m pipeline evaluate RUN [--data DIR] [--checkpoint best|last]`.
 
-Without --data: the run's held-out test split. With --data: every drawing in a folder of
-`<class>.npy` numpy_bitmap files or `<class>.ndjson` stroke files (laid out like
-../shared/quickdraw/bitmaps, simplified or raw); stroke files go through pipeline.predict, the same
-path as the canvas. Writes runs/<run>/eval.json (the dashboard's Evaluate page reads it): top-1,
-top-3, MAP@3 (the Kaggle metric), per-class accuracy, the confusion matrix, the top confusions and a
-sample of misclassified drawings with what the model said.
+Without --data: the run's held-out test split, written to runs/<run>/eval.json (the run's "test
+top-1" everywhere). With --data: every drawing in a folder of `<class>.npy` numpy_bitmap files or
+`<class>.ndjson` stroke files (laid out like ../shared/quickdraw/bitmaps, simplified or raw); stroke
+files go through pipeline.predict, the same path as the canvas. A folder's evaluation is written
+beside, to runs/<run>/evals/<folder-slug>.json (`evaluation_path`), with the folder's absolute path
+inside, and never replaces the test split's. Each holds top-1, top-3, MAP@3 (the Kaggle metric),
+per-class accuracy, the confusion matrix, the top confusions and a sample of misclassified drawings
+with what the model said; `list_evaluations(run_dir)` says which evaluations a run has.
+
+`check_evaluation` makes the checks that need no model (the run's model file, its data or the
+folder) so the command line refuses a mistake before it loads TensorFlow.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import QuickDrawError
-from pipeline.files import atomic_write_json
-from pipeline.predict import Predictor
+from pipeline.errors import QuickDrawError, RunError
+from pipeline.files import atomic_write_json, read_json
+from pipeline.predict import Predictor, check_run_model
 
 MISCLASSIFIED_SAMPLES = 48
+TEST_SPLIT = "test split"  # the `data` of a test-split evaluation
 
 
 def metrics_from_probabilities(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
@@ -87,27 +96,35 @@ def _folder_classes(folder: Path) -> set[str]:
     return names
 
 
+def folder_files(folder: Path | str, classes: list[str], representation: str, run: str = "RUN"):
+    """([(class index, class, file)] for the run's classes found in `folder`, [the folder's classes the
+    run does not know]); QuickDrawError for a missing folder, one with none of the run's classes, or
+    numpy bitmaps for a model of the strokes representation. Reads names only, no file's content."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise QuickDrawError(f"--data {folder} is not a folder; point it at a folder of <class>.npy or "
+                             "<class>.ndjson files.")
+    known = {c.lower() for c in classes}
+    skipped = sorted(c for c in _folder_classes(folder) if c.lower() not in known)
+    found = [(index, cls, path) for index, cls in enumerate(classes) if (path := _find_file(folder, cls))]
+    if not found:
+        raise QuickDrawError(f"{folder} has no file for any of the {len(classes)} classes of run '{run}' "
+                             f"(looked for e.g. {classes[0].replace(' ', '_')}.npy or .ndjson).")
+    if representation != "bitmap28" and any(path.suffix == ".npy" for _, _, path in found):
+        raise QuickDrawError(
+            f"{folder} holds numpy_bitmap files but run '{run}' was trained on the "
+            f"'{representation}' representation, which needs strokes: use a folder of "
+            "simplified or raw .ndjson files.")
+    return found, skipped
+
+
 def _evaluate_folder(predictor: Predictor, folder: Path):
     from pipeline.formats import iter_ndjson, read_numpy_bitmap
 
-    if not folder.is_dir():
-        raise QuickDrawError(f"--data {folder} is not a folder; point it at a folder of <class>.npy or <class>.ndjson files.")
-    classes = predictor.classes
-    known = {c.lower() for c in classes}
-    skipped = sorted(c for c in _folder_classes(folder) if c.lower() not in known)
+    found, skipped = folder_files(folder, predictor.classes, predictor.representation, predictor.name)
     images, labels = [], []
-    found_any = False
-    for index, cls in enumerate(classes):
-        path = _find_file(folder, cls)
-        if path is None:
-            continue
-        found_any = True
+    for index, _cls, path in found:
         if path.suffix == ".npy":
-            if predictor.representation != "bitmap28":
-                raise QuickDrawError(
-                    f"{folder} holds numpy_bitmap files but run '{predictor.name}' was trained on the "
-                    f"'{predictor.representation}' representation, which needs strokes: use a folder of "
-                    "simplified or raw .ndjson files.")
             rows = read_numpy_bitmap(path)
             images.append(np.asarray(rows, dtype=np.uint8).reshape(-1, 28, 28, 1))
             labels.append(np.full(len(rows), index))
@@ -121,15 +138,93 @@ def _evaluate_folder(predictor: Predictor, folder: Path):
             if batch:
                 images.append(np.stack(batch))
                 labels.append(np.full(len(batch), index))
-    if not found_any:
-        raise QuickDrawError(f"{folder} has no file for any of the run's {len(classes)} classes "
-                             f"(looked for e.g. {classes[0].replace(' ', '_')}.npy or .ndjson).")
+    if not images:
+        raise QuickDrawError(f"{folder} has files of the classes of run '{predictor.name}' but no usable drawing "
+                             "in them.")
     return np.concatenate(images), np.concatenate(labels), skipped
+
+
+# ---------------------------------------------------------------- where evaluations live
+def folder_slug(folder: Path | str) -> str:
+    """The file name (without .json) of a folder's evaluation: the folder's last two names, readable,
+    and a hash of its absolute path, so two folders called `bitmaps` never share a file."""
+    path = Path(folder).resolve()
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(path.parts[-2:]).lstrip("/")).strip("._-")[:60]
+    return f"{readable or 'folder'}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
+
+
+def evaluation_path(run_dir: Path | str, data: Path | str | None = None) -> Path:
+    """Where an evaluation is written: runs/<run>/eval.json for the test split (data None), else
+    runs/<run>/evals/<folder-slug>.json."""
+    run_dir = Path(run_dir)
+    return run_dir / "eval.json" if data is None else run_dir / "evals" / f"{folder_slug(data)}.json"
+
+
+@dataclass(frozen=True)
+class EvaluationInfo:
+    """One stored evaluation of a run, for pages that must say which one they show."""
+
+    kind: str  # "test" (the run's test split, eval.json) or "folder" (evaluate --data DIR)
+    data: str  # "test split", or the folder's absolute path
+    label: str  # for people: "test split" or "folder <name> (<absolute path>)"
+    path: Path  # the JSON file with everything (per-class, confusion, misclassified drawings)
+    checkpoint: str | None
+    evaluated_at: float | None
+    top1: float | None
+    top3: float | None
+    map3: float | None
+    balanced_top1: float | None
+    n: int | None
+
+
+def list_evaluations(run_dir: Path | str) -> list[EvaluationInfo]:
+    """The run's stored evaluations: the test split first (when evaluated), then folders, newest
+    first. An eval.json written by a folder evaluation before evals/ existed is listed as that
+    folder's. Unreadable files are left out; never raises."""
+    run_dir = Path(run_dir)
+    files = [run_dir / "eval.json"] + sorted((run_dir / "evals").glob("*.json"))
+    found = []
+    for path in files:
+        if not path.is_file():
+            continue
+        try:
+            result = read_json(path)
+        except (RunError, OSError):
+            continue
+        if not isinstance(result, dict):
+            continue
+        data = str(result.get("data") or TEST_SPLIT)
+        kind = "test" if data == TEST_SPLIT else "folder"
+        label = TEST_SPLIT if kind == "test" else f"folder {Path(data).name} ({data})"
+        numbers = {key: result.get(key) for key in ("top1", "top3", "map3", "balanced_top1", "n")}
+        found.append(EvaluationInfo(kind=kind, data=data, label=label, path=path, checkpoint=result.get("checkpoint"),
+                                    evaluated_at=result.get("evaluated_at"), **numbers))
+    return sorted(found, key=lambda e: (e.kind != "test", -(e.evaluated_at or 0)))
+
+
+def check_evaluation(run_dir: Path | str, data: Path | str | None = None, checkpoint: str = "best") -> None:
+    """The checks of an evaluation that need no model, so a mistake is refused before TensorFlow
+    loads: the run has a model for `checkpoint`, and its data (test split) or the folder has files
+    for its classes."""
+    from pipeline.runs import read_classes, read_config
+
+    run_dir = Path(run_dir)
+    check_run_model(run_dir, checkpoint)
+    config = read_config(run_dir)
+    if data is None:
+        from pipeline.datasets import dataset_spec, source_for
+
+        spec = dataset_spec(config)
+        for cls in spec.classes:
+            source_for(spec, cls)
+    else:
+        folder_files(data, read_classes(run_dir), config.representation, run_dir.name)
 
 
 def evaluate_run(run_dir: Path | str, data: str | Path | None = None, checkpoint: str = "best",
                  write: bool = True, progress: Callable[[int, int], None] | None = None) -> dict:
-    """Evaluate and (by default) write runs/<run>/eval.json; returns the same dict. `progress`, when
+    """Evaluate and (by default) write the result to `evaluation_path(run_dir, data)` - eval.json for
+    the test split, evals/<folder-slug>.json for a folder; returns the same dict. `progress`, when
     given, is called with (drawings evaluated, drawings in all) as the evaluation goes."""
     run_dir = Path(run_dir)
     say = progress or (lambda _done, _total: None)
@@ -141,7 +236,8 @@ def evaluate_run(run_dir: Path | str, data: str | Path | None = None, checkpoint
         dataset = load_dataset(read_config(run_dir))
         indices = dataset.indices("test")
         if len(indices) == 0:
-            raise QuickDrawError("the run's test split is empty; raise --per-class or evaluate with --data DIR.")
+            raise QuickDrawError(f"run '{run_dir.name}' has an empty test split (too few drawings per class); "
+                                 f"evaluate a folder instead: `python -m pipeline evaluate {run_dir.name} --data DIR`.")
         parts = []
         for s in range(0, len(indices), 2048):
             say(s, len(indices))
@@ -154,26 +250,30 @@ def evaluate_run(run_dir: Path | str, data: str | Path | None = None, checkpoint
         def image_of(i):
             return dataset.images[sorted_indices[i]]
 
-        images, skipped, source = image_of, [], "test split"
+        images, skipped, source = image_of, [], TEST_SPLIT
     else:
         images, labels, skipped = _evaluate_folder(predictor, Path(data))
         say(0, len(labels))
         probs = predictor.probabilities(images)
-        source = str(data)
+        source = str(Path(data).resolve())
     say(len(labels), len(labels))
     result = metrics_from_probabilities(probs, labels, predictor.classes)
-    result.update({"run": run_dir.name, "checkpoint": checkpoint, "data": source, "skipped_classes": skipped,
+    result.update({"run": run_dir.name, "checkpoint": checkpoint, "data": source,
+                   "kind": "test" if data is None else "folder", "skipped_classes": skipped,
                    "evaluated_at": time.time(),
                    "misclassified": _misclassified(probs, labels, images, predictor.classes)})
     if write:
-        atomic_write_json(run_dir / "eval.json", result)
+        path = evaluation_path(run_dir, data)
+        path.parent.mkdir(exist_ok=True)
+        atomic_write_json(path, result)
     return result
 
 
 def evaluation_summary(result: dict) -> dict:
     """The headline numbers of an evaluation (without the matrix and images): what
     `python -m pipeline evaluate` prints last and writes as its result record."""
-    summary = {k: result.get(k) for k in ("run", "checkpoint", "data", "top1", "top3", "map3", "balanced_top1", "n")}
+    summary = {k: result.get(k) for k in ("run", "kind", "checkpoint", "data", "top1", "top3", "map3",
+                                          "balanced_top1", "n")}
     summary["skipped_classes"] = result.get("skipped_classes", [])
     return summary
 

@@ -120,6 +120,9 @@ def preprocess_for(representation: str, image_size: int, time_channel: bool = Fa
         "simplify": {"align": "top-left", "longer_side": strokes.SIMPLIFIED_SIDE,
                      "resample_spacing": strokes.RESAMPLE_SPACING, "rdp_epsilon": strokes.RDP_EPSILON,
                      "round": "half-to-even", "max_abs_coordinate": strokes.MAX_ABS_COORDINATE},
+        # strokes.check_big_enough: a drawing whose bounding box, in its own coordinates before the
+        # simplification, is narrower than min_extent in both directions is too small to guess.
+        "too_small": {"min_extent": float(strokes.MIN_EXTENT)},
         "geometry": dict(raster.GEOMETRY),
         "colour_coded": representation == "strokes",
         # raster.stroke_intensity: stroke i has intensity max(first - step * i, floor), in 8-bit levels.
@@ -333,7 +336,15 @@ def verify_in_browser(model_dir: Path, model, images: np.ndarray, labels: np.nda
 
 
 # ---------------------------------------------------------------- index.json
+def web_root(explicit: Path | str | None = None) -> Path:
+    """The web page's folder exports go to: `--web DIR`, else $QUICKDRAW_WEB, else this repository's web/
+    (never a folder relative to wherever the command happens to run)."""
+    chosen = explicit or os.environ.get("QUICKDRAW_WEB")
+    return Path(chosen).expanduser().resolve() if chosen else Path(__file__).resolve().parents[1] / "web"
+
+
 def read_index(web_dir: Path) -> dict:
+    """web/models/index.json - the one reader of it ({"default": name, "models": [entry, ...]})."""
     path = Path(web_dir) / "models" / "index.json"
     if not path.exists():
         return {"default": None, "models": []}
@@ -357,6 +368,18 @@ def register(web_dir: Path, entry: dict, make_default: bool = False) -> dict:
     if make_default or default not in names:
         default = entry["name"]
     index = {"default": default, "models": models}
+    atomic_write_json(Path(web_dir) / "models" / "index.json", index)
+    return index
+
+
+def set_default(web_dir: Path, name: str) -> dict:
+    """Make the exported model `name` the one the web page opens on."""
+    index = read_index(web_dir)
+    names = [m.get("name") for m in index["models"]]
+    if name not in names:
+        raise ExportError(f"'{name}' is not exported to {web_dir}/models (exported: {', '.join(map(str, names)) or 'none'}); "
+                          "export it first.")
+    index["default"] = name
     atomic_write_json(Path(web_dir) / "models" / "index.json", index)
     return index
 
@@ -418,7 +441,7 @@ def _verify_message(verification: dict) -> str:
 
 
 def export_run(run_dir: Path | str, checkpoint: str = "best", out_dir: Path | str | None = None,
-               quantize: str = "none", verify: bool = True, web_dir: Path | str = Path("web"),
+               quantize: str = "none", verify: bool = True, web_dir: Path | str | None = None,
                verify_samples: int = VERIFY_SAMPLES, make_default: bool = False,
                progress: Callable[[str], None] | None = None) -> ExportResult:
     """Export a run for the web page; returns what was done (ExportResult). `progress`, when given,
@@ -429,7 +452,7 @@ def export_run(run_dir: Path | str, checkpoint: str = "best", out_dir: Path | st
 
     say = progress or (lambda _stage: None)
 
-    run_dir, web_dir = Path(run_dir), Path(web_dir)
+    run_dir, web_dir = Path(run_dir), web_root(web_dir)
     if not (run_dir / "config.json").exists():
         raise RunError(f"{run_dir} is not a run (no config.json); `python -m pipeline runs` lists the runs.")
     if quantize not in QUANTIZE_CHOICES:

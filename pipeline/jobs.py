@@ -112,10 +112,11 @@ def train_step(*, name: str, model: str, classes: list[str], per_class: int, rep
     return step + (["--model-options", model_options.strip()] if model_options.strip() else [])
 
 
-def resume_step(run: str, chunks: int = 1, epochs_per_chunk: int | None = None) -> list[str]:
-    """`python -m pipeline resume` arguments (epochs_per_chunk None or 0: as configured)."""
-    return ["resume", run, "--chunks", str(chunks)] + (["--epochs-per-chunk", str(epochs_per_chunk)]
-                                                       if epochs_per_chunk else [])
+def resume_step(run: str, chunks: int | None = None, epochs_per_chunk: int | None = None) -> list[str]:
+    """`python -m pipeline resume` arguments (chunks None or 0: to the end of the run's plan;
+    epochs_per_chunk None or 0: as configured)."""
+    return (["resume", run] + (["--chunks", str(chunks)] if chunks else [])
+            + (["--epochs-per-chunk", str(epochs_per_chunk)] if epochs_per_chunk else []))
 
 
 def branch_step(run: str, name: str, chunks: int = 0, from_epoch: int | None = None,
@@ -132,9 +133,10 @@ def evaluate_step(run: str, checkpoint: str = "best", data: Path | str | None = 
 
 
 def export_step(run: str, checkpoint: str = "best", quantize: str = "none", verify: bool = True,
-                make_default: bool = False) -> list[str]:
+                make_default: bool = False, web: Path | str | None = None) -> list[str]:
     """`python -m pipeline export` arguments."""
     step = ["export", run, "--checkpoint", checkpoint, "--quantize", quantize]
+    step += ["--web", str(web)] if web is not None else []
     return step + ([] if verify else ["--no-verify"]) + (["--make-default"] if make_default else [])
 
 

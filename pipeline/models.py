@@ -11,11 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import keras
-from keras import layers
+from typing import TYPE_CHECKING
 
 from pipeline.errors import QuickDrawError
+
+if TYPE_CHECKING:
+    import keras
+
+# Keras (and so TensorFlow) is imported inside the functions that build or load a model, not here:
+# the registry and `model_spec` answer "is this a model?" without loading TensorFlow, so the command
+# line refuses a wrong --model at once (pipeline/cli.py checks its arguments before TensorFlow).
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,9 @@ def build_cnn(num_classes: int, input_shape: tuple[int, int, int]) -> keras.Mode
 
     141,012 parameters for 340 classes on 28x28x1 input.
     """
+    import keras
+    from keras import layers
+
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
     # Every layer is named: checkpoints key variables by these names (pipeline.checkpoints), and
@@ -52,6 +60,9 @@ def build_mobilenet(num_classes: int, input_shape: tuple[int, int, int], alpha: 
     `input_size` (32-128) is the side the network sees; the model resizes its input to it with a
     built-in Resizing layer. For 28 px bitmaps use 32: upsampling further adds cost, not detail.
     """
+    import keras
+    from keras import layers
+
     size = int(input_size or max(32, input_shape[0]))
     if not 32 <= size <= 128:
         raise QuickDrawError(f"mobilenet input_size must be between 32 and 128, got {size}.")
@@ -85,6 +96,9 @@ def build_qdnet(num_classes: int, input_shape: tuple[int, int, int], width: int 
     epoch on small datasets the 0.99 averages lag the weights by epochs, and validation accuracy
     swings by tens of points (measured on the 56 classes of ../shared).
     """
+    import keras
+    from keras import layers
+
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
     if not 1 <= int(blocks) <= 3:
@@ -144,4 +158,6 @@ def input_shape_for(representation: str, image_size: int, time_channel: bool = F
 
 def load_inference_model(path) -> keras.Model:
     """Load a saved model in Keras' safe mode (no arbitrary code), without compiling."""
+    import keras
+
     return keras.models.load_model(path, compile=False, safe_mode=True)

@@ -11,6 +11,7 @@ is written atomically (pipeline.files), so a `kill -9` at any moment leaves ever
     status.json    live progress             .lock          flock'ed by the trainer; its PID inside
     checkpoints/   full training state       model/         inference-only best weights
     eval.json      after `evaluate`          tb/            TensorBoard event files
+    evals/         `evaluate --data DIR`, one file per folder (pipeline.evaluate)
 
 What goes inside checkpoints is pipeline.checkpoints' business; this module imports no Keras.
 """
@@ -305,6 +306,24 @@ def open_chunk(events: list[dict]) -> int | None:
     return None
 
 
+def unfinished_chunk_target(events: list[dict]) -> int | None:
+    """The epoch the last chunk was to reach, when it stopped (or died) before reaching it: a resume
+    finishes that chunk first."""
+    starts = [e for e in events if e.get("event") == "chunk_start"]
+    if not starts or starts[-1].get("target_epoch") is None:
+        return None
+    last = starts[-1]
+    ends = [e for e in events if e.get("event") == "chunk_end" and e.get("chunk") == last.get("chunk")]
+    reached = ends[-1].get("epoch", 0) if ends else 0
+    return int(last["target_epoch"]) if reached < int(last["target_epoch"]) else None
+
+
+def planned_epoch(events: list[dict]) -> int | None:
+    """The epoch the run's plan ends at: set by each `train`/`resume`/`branch` (`plan` events)."""
+    plans = [e.get("until_epoch") for e in events if e.get("event") == "plan"]
+    return int(plans[-1]) if plans and plans[-1] is not None else None
+
+
 # ---------------------------------------------------------------- status
 def write_status(run_dir: Path, state: str, **fields) -> dict:
     """status.json: what the trainer is doing now (state, epoch, batch, metrics, ETA); for live views."""
@@ -464,11 +483,21 @@ class RunLock:
 
 # ---------------------------------------------------------------- creating and branching
 def library_versions() -> dict:
-    import keras
-    import tensorflow as tf
+    """The versions a run was created with, from the installed packages' metadata: creating a run's
+    config imports no TensorFlow (the CLI checks every argument before TensorFlow loads)."""
+    from importlib import metadata
 
-    return {"python": sys.version.split()[0], "tensorflow": tf.__version__, "keras": keras.__version__,
-            "numpy": __import__("numpy").__version__}
+    def version(*distributions: str) -> str | None:
+        for distribution in distributions:
+            try:
+                return metadata.version(distribution)
+            except metadata.PackageNotFoundError:
+                continue
+        return None
+
+    return {"python": sys.version.split()[0],
+            "tensorflow": version("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tf-nightly"),
+            "keras": version("keras"), "numpy": version("numpy")}
 
 
 def make_config(*, name: str, model: str, classes: tuple[str, ...], per_class: int,
@@ -519,6 +548,56 @@ def create_run(config: RunConfig, runs_dir: Path | str) -> Path:
     write_config(run_dir, config)
     write_history(run_dir, [])
     append_event(run_dir, "created", model=config.model, classes=len(config.classes))
+    write_status(run_dir, "created")
+    return run_dir
+
+
+# ---------------------------------------------------------------- retrying a run that never trained
+def ensure_recreatable(run_dir: Path) -> None:
+    """Refuse (RunError naming the command that works) to replace an existing run, unless it never
+    trained an epoch: state `created`, or `crashed` in its first chunk, with no history row, no
+    checkpoint and no model. Such a run (a `train` that failed on its data, say) is retried by the
+    same `train` command (`recreate_run`). Reads files only: no TensorFlow."""
+    run_dir = Path(run_dir)
+    name = run_dir.name
+    state = run_state(run_dir)
+    if state.state == "running":
+        raise RunError(f"run '{name}' is being trained ({state.message}); wait for it, or pick another --name.")
+    if state.state == "damaged":
+        raise RunError(f"run '{name}' already exists in {run_dir.parent} but cannot be read ({state.message}); "
+                       f"delete the folder {run_dir} or pick another --name.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trained = len(read_history(run_dir))
+    checkpoints = run_dir / "checkpoints"
+    saved = checkpoints.is_dir() and any(checkpoints.glob("*.npz"))
+    if state.state in ("created", "crashed") and not trained and not saved \
+            and not (run_dir / "model" / "model.keras").exists():
+        return
+    what = f"{trained} trained epoch(s)" if trained else "a saved training state"
+    raise RunError(f"run '{name}' already exists in {run_dir.parent} with {what} ({state.state}); "
+                   f"`python -m pipeline resume {name}` continues it, or pick another --name.")
+
+
+def recreate_run(config: RunConfig, runs_dir: Path | str) -> Path:
+    """Replace the config of a run that never trained an epoch (`ensure_recreatable`) and start its
+    record again: the previous events move to events.<n>.replaced.jsonl, and events.jsonl starts with
+    a `recreated` event (the previous state and where its events went)."""
+    run_dir = run_path(runs_dir, config.name)
+    ensure_recreatable(run_dir)
+    previous = run_state(run_dir).state
+    events = run_dir / "events.jsonl"
+    kept = None
+    if events.exists():
+        n = 1
+        while (run_dir / f"events.{n}.replaced.jsonl").exists():
+            n += 1
+        kept = run_dir / f"events.{n}.replaced.jsonl"
+        os.replace(events, kept)
+    write_config(run_dir, config)
+    write_history(run_dir, [])
+    append_event(run_dir, "recreated", model=config.model, classes=len(config.classes), previous_state=previous,
+                 previous_events=kept.name if kept else None)
     write_status(run_dir, "created")
     return run_dir
 
@@ -625,7 +704,7 @@ def summarize_run(run_dir: Path) -> RunSummary:
             summary.best_epoch = best.get("epoch")
         eval_path = run_dir / "eval.json"
         ev = read_json(eval_path) if eval_path.exists() else None
-        if ev is not None:
+        if ev is not None and ev.get("data", "test split") == "test split":  # older folder evaluations wrote here
             summary.test_top1, summary.test_top3 = ev.get("top1"), ev.get("top3")
         state = run_state(run_dir)
         summary.status = state.state

@@ -29,6 +29,20 @@ RDP_EPSILON = 2.0
 MAX_ABS_COORDINATE = 1e6
 # Points per quadratic Bezier segment of a Fabric.js path (the brush emits short curves).
 BEZIER_SAMPLES = 8
+# Too small to guess: a drawing whose bounding box, in the coordinates it was drawn in (canvas pixels,
+# before the simplification scales its longer side to 255), is narrower than this in both directions.
+# Scaled up, a tap's jitter of a pixel or two became a full-width line that models guessed confidently
+# (a tap was "knife 0.94"). Measured on ../shared: the smallest of 8185 raw drawings spans 6.4 px (an
+# unrecognised squiggle; the smallest recognised one, peas, 10 px) and simplified drawings span at
+# least 231 of 255, so none is refused. A drawing of one point spans 0 px, so no separate count of
+# points is needed (and any count above 2 would refuse real drawings: a straight line is 2 points).
+# pipeline.predict refuses such drawings (DrawingTooSmall); web/preprocess.js reads this number from
+# preprocess.json and refuses the same ones.
+MIN_EXTENT = 5.0
+
+
+class DrawingTooSmall(DrawingError):
+    """A drawing too small to guess (see MIN_EXTENT): the user should draw a bit more."""
 
 
 def _as_stroke(stroke, index: int) -> np.ndarray | None:
@@ -210,28 +224,57 @@ def is_simplified(strokes: Strokes) -> bool:
 
 def parse_any(drawing) -> Strokes:
     """Strokes from Google's JSON, Fabric.js objects / canvas json_data, or already-parsed Strokes."""
+    if is_fabric(drawing):
+        return from_fabric(drawing if isinstance(drawing, dict) else list(drawing))
     if isinstance(drawing, dict):
-        if "objects" in drawing:
-            return from_fabric(drawing)
         if "drawing" in drawing:
             return from_google(drawing["drawing"])
         raise DrawingError("a drawing dict needs 'drawing' (Google's JSON) or 'objects' (canvas json_data).")
-    if isinstance(drawing, (list, tuple)) and drawing and all(isinstance(o, dict) for o in drawing):
-        return from_fabric(list(drawing))
     return from_google(drawing)
 
 
-def to_simplified(drawing, form: str = "auto") -> Strokes:
-    """Simplified strokes for a drawing in any supported form; DrawingError when there is nothing.
+def extent(strokes: Strokes) -> float:
+    """The longer side of the drawing's bounding box, in its own coordinates (0 for no points)."""
+    points = [s[:, :2] for s in strokes if len(s)]
+    if not points:
+        return 0.0
+    everything = np.concatenate(points)
+    return float((everything.max(axis=0) - everything.min(axis=0)).max())
 
-    `form="auto"` keeps strokes that already look simplified (integers 0..255, no time) as they are;
-    `form="raw"` always simplifies (canvas strokes, whose pixel coordinates can look simplified);
-    `form="simplified"` trusts the caller."""
+
+def check_big_enough(strokes: Strokes) -> None:
+    """DrawingTooSmall when the drawing spans less than MIN_EXTENT in both directions (the one rule
+    for "too small to guess"; web/preprocess.js applies the same with preprocess.json's min_extent)."""
+    span = extent(strokes)
+    if span < MIN_EXTENT:
+        raise DrawingTooSmall(f"the drawing is too small to guess (it spans {span:.1f} px; at least "
+                              f"{MIN_EXTENT:g} px are needed): draw a bit more.")
+
+
+def is_fabric(drawing) -> bool:
+    """True for Fabric.js objects or canvas json_data: canvas pixels, never already simplified."""
+    if isinstance(drawing, dict):
+        return "objects" in drawing
+    return isinstance(drawing, (list, tuple)) and bool(drawing) and all(isinstance(o, dict) for o in drawing)
+
+
+def to_simplified(drawing, form: str = "auto", refuse_too_small: bool = False) -> Strokes:
+    """Simplified strokes for a drawing in any supported form; DrawingError when there is nothing,
+    DrawingTooSmall (a DrawingError) when `refuse_too_small` and the drawing fails `check_big_enough`.
+
+    `form="auto"` keeps strokes that already look simplified (integers 0..255, no time) as they are,
+    except Fabric.js objects, which are canvas pixels and always simplified; `form="raw"` always
+    simplifies (canvas strokes, whose pixel coordinates can look simplified); `form="simplified"`
+    trusts the caller."""
     if form not in ("auto", "raw", "simplified"):
         raise DrawingError(f"unknown drawing form '{form}'; use auto, raw or simplified.")
+    if form == "auto" and is_fabric(drawing):
+        form = "raw"
     strokes = parse_any(drawing)
     if not strokes:
         raise DrawingError("the drawing is empty: draw at least one stroke.")
+    if refuse_too_small:
+        check_big_enough(strokes)
     if form == "simplified" or (form == "auto" and is_simplified(strokes)):
         return [s[:, :2].astype(np.float64) for s in strokes]
     return simplify(strokes)

@@ -2,8 +2,8 @@
 (`python -m pipeline train|resume|branch`), which holds the run's lock and records the chunk.
 
 `Trainer(run_dir, config, checkpoint, ...)` builds the model and optimizer, restores the checkpoint
-(a `pipeline.checkpoints.Checkpoint`: variables by name and the `TrainState`) and `run()` trains up
-to `epochs` epochs, saving a checkpoint at the end of every epoch and every `save_every_batches`
+(a `pipeline.checkpoints.Checkpoint`: variables by name and the `TrainState`) and `run()` trains
+until `until_epoch` epochs are complete, saving a checkpoint at the end of every epoch and every `save_every_batches`
 batches (default: about every 5 minutes): model and optimizer variables, the learning-rate
 schedule's state (what the seed lost on every resume), epoch and batch position, the partial epoch's
 metric sums, best-epoch and early-stopping state, and the history. The data order of an epoch is a
@@ -103,14 +103,14 @@ class Trainer:
     human-readable progress (live=True: a transient batch line a terminal may overwrite)."""
 
     def __init__(self, run_dir: Path, config: RunConfig, checkpoint: Checkpoint | None, chunk: int,
-                 epochs: int, stop_requested=lambda: False, report=_silent):
+                 until_epoch: int, stop_requested=lambda: False, report=_silent):
         import keras
         import tensorflow as tf
 
         from pipeline.models import build_model, input_shape_for
 
         self.tf, self.keras, self.run_dir, self.config = tf, keras, Path(run_dir), config
-        self.chunk, self.epochs = chunk, epochs
+        self.chunk, self.until_epoch = chunk, until_epoch
         self.chief, self.stop_requested, self.report = is_chief(), stop_requested, report
         self.strategy = make_strategy(config.strategy)
         self.dataset = load_dataset(config)
@@ -204,12 +204,12 @@ class Trainer:
                               **fields)
 
     def run(self) -> int:
-        """Train up to `epochs` epochs (a partially trained epoch counts as the first); 0 when done,
+        """Train until `until_epoch` epochs are complete (or max_epochs, or early stopping); 0 when done,
         STOPPED when a stop was requested (everything saved)."""
         cfg, state = self.config, self.state
         if self.chief:
             runs.write_history(self.run_dir, state.history)  # repair: history follows the checkpoint
-        target = state.epoch + self.epochs
+        target = self.until_epoch
         if cfg.max_epochs:
             target = min(target, cfg.max_epochs)
         batches_per_epoch = math.ceil(len(self.train_indices) / cfg.batch_size)

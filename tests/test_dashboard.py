@@ -73,24 +73,27 @@ def _make_run(runs_dir: Path, name: str, model: str, epochs: int, chunk_size: in
     return run_dir
 
 
-def _eval_json(run_dir: Path) -> dict:
-    """eval.json as pipeline.evaluate writes it, from model-like probabilities."""
+def _eval_json(run_dir: Path, per_class: int = 20, signal: float = 1.5, seed: int = 1, kept: int = 5) -> dict:
+    """eval.json as pipeline.evaluate writes it, from model-like probabilities (`signal`: how far the true
+    class stands out), keeping `kept` of the misclassified drawings spread over all of them."""
     from pipeline.evaluate import metrics_from_probabilities
 
     classes = ["cat", "dog", "fish"]
-    rng = np.random.default_rng(1)
-    labels = np.repeat(np.arange(3), 20)
-    logits = rng.normal(0, 1, (60, 3))
-    logits[np.arange(60), labels] += 1.5
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(3), per_class)
+    logits = rng.normal(0, 1, (3 * per_class, 3))
+    logits[np.arange(3 * per_class), labels] += signal
     probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     result = metrics_from_probabilities(probs, labels, classes)
     predicted = probs.argmax(1)
-    wrong = np.flatnonzero(predicted != labels)[:5]
+    wrong = np.flatnonzero(predicted != labels)
+    assert len(wrong) >= kept
     result.update({"run": run_dir.name, "checkpoint": "best", "data": "test split", "skipped_classes": [],
+                   "evaluated_at": time.time(),
                    "misclassified": [{"true": classes[labels[i]], "pred": classes[predicted[i]],
                                       "top": [[classes[j], float(probs[i, j])] for j in np.argsort(-probs[i])],
                                       "shape": [28, 28, 1], "image": rng.integers(0, 256, 784).tolist()}
-                                     for i in wrong]})
+                                     for i in wrong[np.linspace(0, len(wrong) - 1, kept).astype(int)]]})
     runs_mod.atomic_write_json(run_dir / "eval.json", result)
     return result
 
@@ -257,6 +260,42 @@ def test_runs_page_rename_refuses_bad_names_and_delete_needs_confirmation(tmp_pa
     assert list(_dataframe(at, "runs_table")["name"]) == ["renamed"]
 
 
+def test_runs_page_shows_a_dash_for_missing_values_and_counts_what_the_filters_show(runs_env):
+    at = page_test("runs").run()
+    assert not at.exception, at.exception
+    table = _dataframe(at, "runs_table").set_index("name")
+    # Missing values are empty cells (not the text "None"), which the table shows as "-"; numbers stay
+    # numbers (they sort as numbers).
+    assert table.loc["mobilenet-stopped", ["test top-1", "test top-3"]].isna().all()  # not evaluated
+    assert table.loc["broken-run", ["best epoch", "model epoch"]].isna().all()
+    assert at.dataframe[0].proto.placeholder == "-"
+    assert not (table.astype(str) == "None").any().any()
+    assert any(c.value.startswith("7 runs in ") for c in at.caption)
+    assert any("**test split**" in c.value for c in at.caption)  # which evaluation the test columns show
+    at.text_input(key="runs_search").set_value("mobile").run()
+    assert any(c.value.startswith("1 of 7 runs in ") for c in at.caption)
+    widths = json.loads(at.dataframe[0].proto.columns)
+    assert widths["parent"]["width"] == "medium" and widths["name"]["width"] == "medium"
+
+
+def test_runs_page_shows_the_model_epoch_and_explains_when_it_is_not_the_best(tmp_path, monkeypatch):
+    runs_dir = tmp_path / "runs"
+    for name in ("agrees", "older-rule"):
+        run_dir = _make_run(runs_dir, name, "cnn", 6, 6, "finished")
+        best = runs_mod.best_row(runs_mod.read_history(run_dir))["epoch"]
+        (run_dir / "model").mkdir()
+        runs_mod.atomic_write_json(run_dir / "model" / "meta.json", {"epoch": best if name == "agrees" else 2, "chunk": 1})
+    monkeypatch.setenv("QUICKDRAW_RUNS", str(runs_dir))
+    at = page_test("runs").run()
+    assert not at.exception, at.exception
+    table = _dataframe(at, "runs_table").set_index("name")
+    assert table.loc["agrees", "model epoch"] == table.loc["agrees", "best epoch"] == best
+    assert table.loc["older-rule", "model epoch"] == 2 and table.loc["older-rule", "best epoch"] == best
+    notes = [c.value for c in at.caption if "model/ holds epoch" in c.value]
+    assert notes == [f"**older-rule**: model/ holds epoch 2, the best epoch by val top-3 is {best} "
+                     "(its model was kept under an older rule of the trainer)."]
+
+
 def test_runs_page_with_no_runs_shows_how_to_start(tmp_path, monkeypatch):
     monkeypatch.setenv("QUICKDRAW_RUNS", str(tmp_path / "nothing"))
     at = page_test("runs").run()
@@ -265,6 +304,125 @@ def test_runs_page_with_no_runs_shows_how_to_start(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------- Compare
+def _marks(figure) -> list[dict]:
+    """The event marks of a Compare figure, one per symbol drawn: run (by the colour of its curve), kind,
+    x, height (0-1 of the plot), hover text."""
+    curves = {t.line.color: t.name for t in figure.data if t.legendgroup == t.name and t.showlegend is not False}
+    marks = []
+    for trace in figure.data:
+        if not (trace.legendgroup or "").startswith("mark:") or trace.showlegend is not False:
+            continue
+        for x, y, size, text in zip(trace.x, trace.y, trace.marker.size, trace.hovertext, strict=True):
+            if size:
+                marks.append({"run": curves[trace.line.color], "kind": trace.legendgroup[5:], "x": x, "y": y,
+                              "text": text})
+    return marks
+
+
+def _overlapping_symbols(figure, width: int = 1200) -> list[tuple[str, str]]:
+    """Pairs of mark symbols (hover texts) closer than their size, in pixels of a `width`-wide figure."""
+    import pandas as pd
+
+    from dashboard.views.compare import MARK_SIZE
+
+    def position(x) -> float:
+        return pd.Timestamp(x).value / 1e9 if not isinstance(x, int | float) else float(x)
+
+    xs = [position(x) for t in figure.data for x in (t.x if t.x is not None else ()) if x is not None]
+    span = (max(xs) - min(xs)) or 1.0
+    layout = figure.layout
+    plot_w = width - layout.margin.l - layout.margin.r
+    plot_h = layout.height - layout.margin.t - layout.margin.b
+    marks = _marks(figure)
+    pixels = [(position(m["x"]) / span * plot_w, m["y"] * plot_h, m["text"]) for m in marks]
+    return [(a[2], b[2]) for i, a in enumerate(pixels) for b in pixels[i + 1:]
+            if abs(a[0] - b[0]) < MARK_SIZE and abs(a[1] - b[1]) < MARK_SIZE]
+
+
+def _twin_runs(runs_dir: Path) -> dict[str, Path]:
+    """Two runs (cnn, mobilenet) resumed at epoch 5 and stopped by a signal during epoch 7: their marks
+    fall at the same epochs."""
+    return {name: _make_run(runs_dir, name, model, 7, 4, "interrupted", stop_at=7, seed=seed)
+            for seed, (name, model) in enumerate((("cnn-twin", "cnn"), ("mobilenet-twin", "mobilenet")))}
+
+
+def test_compare_marks_of_two_runs_at_the_same_epoch_stay_apart_and_name_their_run(tmp_path):
+    from dashboard.views.compare import build_figure, merged_history
+
+    run_dirs = _twin_runs(tmp_path / "runs")
+    for axis in ("epoch", "time", "elapsed", "training"):
+        figure = build_figure(merged_history(run_dirs, "val_top3", 0.0), run_dirs, "val_top3", axis, 0.0)
+        marks = _marks(figure)
+        assert sorted((m["run"], m["kind"]) for m in marks) == sorted(
+            (run, kind) for run in run_dirs for kind in ("chunk_start", "signal_stop")), axis
+        for mark in marks:  # the run's name, and only its own, in the hover of its mark
+            other = next(n for n in run_dirs if n != mark["run"])
+            assert f"({mark['run']})" in mark["text"] or f"of {mark['run']} " in mark["text"]
+            assert other not in mark["text"]
+        assert not figure.layout.annotations, "marks carry no text on the plot (their labels are in the hover)"
+        assert not any("text" in (t.mode or "") for t in figure.data)
+        assert _overlapping_symbols(figure) == [], axis
+        legend = {t.name for t in figure.data if t.showlegend is not False}
+        assert {"chunk start", "stopped"} <= legend  # one legend entry per kind of mark
+    epoch_marks = {(m["run"], m["kind"]): m["x"] for m in _marks(build_figure(
+        merged_history(run_dirs, "val_top3", 0.0), run_dirs, "val_top3", "epoch", 0.0))}
+    assert epoch_marks[("cnn-twin", "signal_stop")] == epoch_marks[("mobilenet-twin", "signal_stop")] == 7.0
+
+
+def test_compare_time_axes_since_start_and_training_time(tmp_path):
+    """x = ended - the run's first start, and the cumulative sum of (ended - started): gaps between
+    chunks removed; marks sit at the same clock."""
+    from dashboard.views.compare import build_figure, merged_history
+
+    run_dir = _make_run(tmp_path / "runs", "gappy", "cnn", 3, 2, "finished")
+    rows = runs_mod.read_history(run_dir)
+    t0 = 1_700_000_000.0
+    for row, (start, end) in zip(rows, ((0, 60), (60, 120), (3600, 3690)), strict=True):
+        row["started"], row["ended"] = t0 + start, t0 + end  # a 58-minute gap before epoch 3 (chunk 2)
+    runs_mod.write_history(run_dir, rows)
+    (run_dir / "events.jsonl").unlink()
+    runs_mod.append_event(run_dir, "chunk_start", chunk=2, epoch=3, batch=0, time=t0 + 3600)
+    runs_mod.append_event(run_dir, "signal_stop", chunk=2, epoch=3, batch=1, signal="SIGTERM", time=t0 + 3630)
+    run_dirs = {"gappy": run_dir}
+    data = merged_history(run_dirs, "val_top3", 0.0)
+    assert list(data["elapsed_s"]) == [60, 120, 3690]
+    assert list(data["training_s"]) == [60, 120, 210]
+    since = build_figure(data, run_dirs, "val_top3", "elapsed", 0.0)
+    training = build_figure(data, run_dirs, "val_top3", "training", 0.0)
+    curve = next(t for t in since.data if t.name == "gappy")
+    assert list(curve.x) == pytest.approx([1, 2, 61.5]) and "minutes" in since.layout.xaxis.title.text
+    assert list(next(t for t in training.data if t.name == "gappy").x) == pytest.approx([1, 2, 3.5])
+    assert "gaps between chunks removed" in training.layout.xaxis.title.text
+    assert {m["kind"]: m["x"] for m in _marks(since)} == pytest.approx({"chunk_start": 60, "signal_stop": 60.5})
+    assert {m["kind"]: m["x"] for m in _marks(training)} == pytest.approx({"chunk_start": 2, "signal_stop": 2.5})
+
+
+def test_compare_accuracy_axes_stay_near_one(tmp_path):
+    """A 3-class run's val top-3 is 1.0 at every epoch: drawn on an axis that ends just above 1, not 0-2."""
+    from dashboard.views.compare import build_figure, merged_history
+
+    run_dir = _make_run(tmp_path / "runs", "three-classes", "cnn", 4, 4, "finished")
+    runs_mod.write_history(run_dir, [{**row, "val_top3": 1.0} for row in runs_mod.read_history(run_dir)])
+    run_dirs = {"three-classes": run_dir}
+    for metric in ("val_top3", "val_accuracy", "top3", "accuracy"):
+        low, high = build_figure(merged_history(run_dirs, metric, 0.0), run_dirs, metric, "epoch", 0.0).layout.yaxis.range
+        assert 0 <= low < 1 and 1.0 <= high <= 1.05, (metric, low, high)
+    assert build_figure(merged_history(run_dirs, "val_loss", 0.0), run_dirs, "val_loss", "epoch", 0.0).layout.yaxis.range is None
+
+
+def test_compare_page_offers_the_time_axes(tmp_path, monkeypatch):
+    monkeypatch.setenv("QUICKDRAW_RUNS", str(tmp_path / "runs"))
+    _twin_runs(tmp_path / "runs")
+    at = page_test("compare").run()
+    assert not at.exception, at.exception
+    axis = at.radio(key="compare_axis")
+    assert axis.options == ["epoch", "wall-clock time", "time since start", "training time"]
+    for choice in axis.options:
+        at.radio(key="compare_axis").set_value(choice).run()
+        assert not at.exception, (choice, at.exception)
+    assert any("hover a line or its symbol for the run" in c.value for c in at.caption)
+
+
 def test_compare_defaults_to_latest_cnn_and_mobilenet(runs_env):
     at = page_test("compare").run()
     assert not at.exception, at.exception
@@ -289,10 +447,10 @@ def test_compare_figure_has_chunks_interruptions_and_best_markers(runs_env):
     cnn_rows = runs_mod.read_history(runs_env["cnn"])
     best = max(cnn_rows, key=lambda r: r["val_top3"])
     assert any(s.x[0] == best["epoch"] and s.y[0] == pytest.approx(best["val_top3"]) for s in stars)
-    lines = [shape.x0 for shape in figure.layout.shapes]
-    assert 6.5 in lines  # cnn chunk 2 starts at epoch 7
-    assert 4.5 in lines  # mobilenet chunk 2 starts at epoch 5
-    assert 7.0 in lines  # mobilenet stopped by a signal during epoch 7
+    lines = {(m["run"], m["kind"], m["x"]) for m in _marks(figure)}
+    assert ("cnn-finished", "chunk_start", 6.5) in lines  # cnn chunk 2 starts at epoch 7
+    assert ("mobilenet-stopped", "chunk_start", 4.5) in lines  # mobilenet chunk 2 starts at epoch 5
+    assert ("mobilenet-stopped", "signal_stop", 7.0) in lines  # mobilenet stopped by a signal during epoch 7
     hover = next(t for t in figure.data if t.name == "cnn-finished")
     assert list(hover.customdata[0][:3]) == ["cnn-finished", 1, 1]
     loss = build_figure(merged_history(run_dirs, "val_loss", 0.0), run_dirs, "val_loss", "time", 0.0)
@@ -415,6 +573,69 @@ def test_evaluate_page_shows_metrics_confusions_and_gallery(runs_env):
     assert confusions.iloc[0]["count"] == runs_env["eval"]["top_confusions"][0]["count"]
 
 
+def _gallery_run(runs_dir: Path, sample: int = 30) -> Path:
+    """A run whose eval.json keeps `sample` of its misclassified drawings (as pipeline.evaluate keeps a
+    sample), and a folder evaluation beside it (evals/)."""
+    run_dir = _make_run(runs_dir, "gallery", "cnn", 3, 3, "finished")
+    result = _eval_json(run_dir, per_class=100, signal=0.8, seed=2, kept=sample)
+    assert result["n"] - round(result["top1"] * result["n"]) > sample  # more mistakes than eval.json keeps
+    folder = {**result, "data": str(runs_dir.parent / "drawings"), "top1": 0.5}
+    (run_dir / "evals").mkdir()
+    runs_mod.atomic_write_json(run_dir / "evals" / "drawings.json", folder)
+    return run_dir
+
+
+def test_evaluate_page_says_which_evaluation_and_how_many_mistakes_it_shows(tmp_path, monkeypatch):
+    from dashboard.views.evaluate import GALLERY_PAGE
+
+    run_dir = _gallery_run(tmp_path / "runs")
+    result = json.loads((run_dir / "eval.json").read_text())
+    confusion = np.asarray(result["confusion"])
+    all_mistakes = int(confusion.sum() - np.trace(confusion))
+    monkeypatch.setenv("QUICKDRAW_RUNS", str(tmp_path / "runs"))
+    at = page_test("evaluate").run()
+    assert not at.exception, at.exception
+    which = at.selectbox(key="evaluate_which")
+    assert which.options[0] == "test split" and which.options[1].startswith("folder drawings (")
+    assert any("Evaluation on the **test split** (`eval.json`)" in c.value for c in at.caption)
+
+    def count() -> str:
+        return next(c.value for c in at.caption if c.value.startswith("Showing "))
+
+    assert len(at.get("image")) == GALLERY_PAGE < 30
+    assert count().startswith(f"Showing {GALLERY_PAGE} of {all_mistakes} mistakes.")
+    assert "sample of 30" in count()
+    at.button(key="evaluate_gallery_more").click().run()
+    assert len(at.get("image")) == 30 and count().startswith(f"Showing 30 of {all_mistakes} mistakes.")
+    assert "evaluate_gallery_more" not in [b.key for b in at.button]  # the whole sample is shown
+
+    cat = result["classes"].index("cat")
+    at.selectbox(key="evaluate_gallery_class").set_value("cat").run()
+    kept = [w for w in result["misclassified"] if w["true"] == "cat"]
+    assert len(at.get("image")) == len(kept)
+    assert count().startswith(f"Showing {len(kept)} of {int(confusion[cat].sum() - confusion[cat, cat])} cat -> any mistakes.")
+    pred = kept[0]["pred"]
+    at.selectbox(key="evaluate_gallery_pred").set_value(pred).run()
+    pair = int(confusion[cat, result["classes"].index(pred)])
+    assert count().startswith(f"Showing {sum(w['pred'] == pred for w in kept)} of {pair} cat -> {pred} mistakes.")
+
+    at.selectbox(key="evaluate_which").set_value(which.options[1]).run()
+    assert not at.exception, at.exception
+    assert {m.label: m.value for m in at.metric}["top-1"] == "0.5000"
+    assert any("Evaluation on the **folder drawings" in c.value and "evals/drawings.json" in c.value for c in at.caption)
+
+
+def test_evaluate_page_offers_the_test_split_alone_without_pipelines_listing(tmp_path, monkeypatch):
+    from pipeline import evaluate as evaluate_mod
+
+    _gallery_run(tmp_path / "runs")
+    monkeypatch.delattr(evaluate_mod, "list_evaluations", raising=False)
+    monkeypatch.setenv("QUICKDRAW_RUNS", str(tmp_path / "runs"))
+    at = page_test("evaluate").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="evaluate_which").options == ["test split"]
+
+
 def test_export_page_shows_the_export_jobs_result_and_error_records(tmp_path, monkeypatch):
     """The Export page reads an export job's ExportResult and failure from its files, by field name."""
     from pipeline import jobs
@@ -459,6 +680,21 @@ def test_app_navigation_runs_every_page(runs_env):
     at = AppTest.from_file(str(REPO / "dashboard" / "streamlit_app.py"), default_timeout=TIMEOUT).run()
     assert not at.exception, at.exception
     assert at.header[0].value == "Runs"
+
+
+def test_every_page_is_reachable_by_its_url_path(runs_env):
+    """/runs opened directly shows Runs, not "Page not found" (the root shows it too). AppTest has no
+    public way to open a URL path: the registered pages and the requested page hash are its internals."""
+    at = AppTest.from_file(str(REPO / "dashboard" / "streamlit_app.py"), default_timeout=TIMEOUT).run()
+    hashes = {info.get("url_pathname"): page_hash for page_hash, info in at._registered_pages.items()}
+    titles = {"runs": "Runs", "compare": "Compare", "draw": "Draw", "train": "Train", "evaluate": "Evaluate",
+              "export": "Export"}
+    assert set(titles) <= set(hashes) and "" in hashes
+    for path in ("runs", "compare", "evaluate", "export"):  # Draw and Train have their own tests
+        at._page_hash = hashes[path]
+        at.run()
+        assert not at.exception, (path, at.exception)
+        assert at.header[0].value == titles[path], path
 
 
 # ---------------------------------------------------------------- Draw (real trained models)
@@ -506,7 +742,30 @@ def test_draw_page_predicts_injected_drawing_with_two_models(draw_runs, shared, 
         texts = [m.value for m in at.markdown if m.value.startswith("1. ")]
         wanted = "\n".join(f"{i}. {label} ({prob:.3f})" for i, (label, prob) in enumerate(expected, start=1))
         assert wanted in texts, (slot, texts, container)
-    assert any(m.label == "latency" for m in at.metric)
+    # The page's own clock, strokes in -> top-5, shown beside each guess and kept for bench/bench_draw.py.
+    import html
+
+    from dashboard.views import draw
+
+    timings = at.session_state[draw.TIMINGS_KEY]
+    chosen = [at.selectbox(key=key).value for key in ("draw_model_1", "draw_model_2")]
+    assert [timings[slot]["run"] for slot in (1, 2)] == chosen
+    for slot in (1, 2):
+        assert 0 < timings[slot]["model_ms"] <= timings[slot]["predict_ms"] <= timings[slot]["path_ms"]
+    assert timings[2]["path_ms"] >= timings[1]["path_ms"]  # Model 2's clock includes Model 1's guess
+    shown = [m for m in at.metric if m.label == draw.PATH_LABEL]
+    assert [m.value for m in shown] == [f"{timings[slot]['path_ms']:.1f} ms" for slot in (1, 2)]
+    assert len([c for c in at.caption if c.value.startswith("model call ")]) == 2
+    # What reached Python: the count in the expander's title, a picture of the strokes, the JSON as a download.
+    assert at.expander[0].label == f"Strokes that reached Python ({len(drawing)})"
+    captions = [str(image.proto.imgs[0].caption) for image in at.get("image")]
+    points = sum(len(stroke[0]) for stroke in drawing)
+    assert f"{len(drawing)} strokes, {points} points, as received" in captions[-1]  # the picture of the strokes
+    assert [b.proto.label for b in at.get("download_button")] == ["Download the strokes (JSON)"]
+    hidden = at.get("html")  # the JSON browser tests read, in the DOM but not shown
+    assert len(hidden) == 1 and hidden[0].proto.body.startswith("<code hidden")
+    assert json.loads(html.unescape(hidden[0].proto.body.split(">", 1)[1].rsplit("<", 1)[0])) == objects
+    assert not at.code  # no wall of JSON on the page
 
 
 @pytest.mark.slow
@@ -522,6 +781,12 @@ def test_draw_page_empty_canvas_and_bad_drawing(draw_runs, monkeypatch):
     at.run(timeout=180)
     assert not at.exception
     assert any("could not be read" in w.value for w in at.warning)
+    # A tap (as the canvas reports it) is too small to guess: "draw a bit more", no guess, no error.
+    at.session_state["draw_injected_objects"] = [{"type": "Path", "path": [["M", 131.5, 60.25], ["L", 132.5, 60.75]]}]
+    at.run(timeout=180)
+    assert not at.exception and not at.warning
+    assert [i.value for i in at.info].count("Too small to guess: draw a bit more.") == 2  # both models
+    assert not [m for m in at.markdown if m.value.startswith("1. ")]
 
 
 @pytest.mark.slow

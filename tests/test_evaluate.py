@@ -71,3 +71,87 @@ def test_bitmap_folder_for_a_stroke_model_is_a_clear_error(shared):
         _evaluate_folder(predictor, shared / "bitmaps")
     images, labels, _ = _evaluate_folder(predictor, shared / "simplified")
     assert images.shape[1:] == (32, 32, 1) and images.dtype == np.uint8 and set(labels) == {0, 1}
+
+
+# ---------------------------------------------------------------- where evaluations are stored
+def _result(data, top1, evaluated_at):
+    return {"run": "r", "checkpoint": "best", "data": data, "top1": top1, "top3": 1.0, "map3": 0.9,
+            "balanced_top1": top1, "n": 10, "evaluated_at": evaluated_at}
+
+
+def test_folder_evaluations_live_beside_the_test_split_and_are_listed(tmp_path):
+    from pipeline.evaluate import evaluation_path, folder_slug, list_evaluations
+    from pipeline.files import atomic_write_json
+
+    run = tmp_path / "run"
+    (tmp_path / "a" / "bitmaps").mkdir(parents=True)
+    (tmp_path / "b" / "bitmaps").mkdir(parents=True)
+    assert evaluation_path(run) == run / "eval.json"
+    first, second = evaluation_path(run, tmp_path / "a" / "bitmaps"), evaluation_path(run, tmp_path / "b" / "bitmaps")
+    assert first.parent == run / "evals" and first.name.startswith("a-bitmaps-") and first != second
+    # The same folder however it is spelt: one file.
+    assert evaluation_path(run, tmp_path / "a" / "bitmaps" / ".." / "bitmaps") == first
+    assert folder_slug(tmp_path / "a" / "bitmaps") == first.stem
+
+    assert list_evaluations(run) == []
+    atomic_write_json(run / "eval.json", _result("test split", 0.8, 100.0))
+    atomic_write_json(first, _result(str((tmp_path / "a" / "bitmaps").resolve()), 0.6, 300.0))
+    atomic_write_json(second, _result(str((tmp_path / "b" / "bitmaps").resolve()), 0.7, 200.0))
+    (run / "evals" / "broken.json").write_text("{")
+    listed = list_evaluations(run)
+    assert [(e.kind, e.top1, e.path) for e in listed] == [("test", 0.8, run / "eval.json"), ("folder", 0.6, first),
+                                                          ("folder", 0.7, second)]
+    assert listed[0].label == "test split" and listed[0].data == "test split"
+    assert listed[1].label == f"folder bitmaps ({(tmp_path / 'a' / 'bitmaps').resolve()})"
+
+
+def test_an_old_folder_evaluation_in_eval_json_is_not_the_runs_test_result(tmp_path):
+    """Before evals/, `evaluate RUN --data DIR` overwrote eval.json, and the Runs page showed the folder's
+    top-1 as the run's "test top-1"."""
+    from pipeline import runs
+    from pipeline.evaluate import list_evaluations
+    from pipeline.files import atomic_write_json
+
+    config = runs.make_config(name="old", model="cnn", classes=("cat", "dog"), per_class=5, data_root=str(tmp_path))
+    run = runs.create_run(config, tmp_path / "runs")
+    atomic_write_json(run / "eval.json", _result("/somewhere/bitmaps", 0.5, 100.0))
+    assert [(e.kind, e.data) for e in list_evaluations(run)] == [("folder", "/somewhere/bitmaps")]
+    assert runs.summarize_run(run).test_top1 is None
+    atomic_write_json(run / "eval.json", _result("test split", 0.9, 200.0))
+    assert runs.summarize_run(run).test_top1 == 0.9
+
+
+@pytest.mark.slow
+def test_evaluating_a_folder_keeps_the_test_split_evaluation(tmp_path, shared):
+    """`evaluate RUN --data DIR` writes evals/<folder>.json, never eval.json, and its --progress result
+    record says which evaluation it wrote."""
+    from pipeline import runs
+    from pipeline.checkpoints import save_best_model
+    from pipeline.evaluate import evaluation_path, list_evaluations
+    from pipeline.files import atomic_write_json
+    from pipeline.models import build_model
+
+    config = runs.make_config(name="tiny", model="cnn", classes=("apple", "cat"), per_class=50, data_root=str(shared))
+    run = runs.create_run(config, tmp_path / "runs")
+    save_best_model(run, build_model("cnn", 2, (28, 28, 1)), {"epoch": 0})
+    atomic_write_json(run / "eval.json", _result("test split", 0.75, 100.0))
+    before = (run / "eval.json").read_bytes()
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for name in ("apple", "cat", "dog"):
+        np.save(folder / f"{name}.npy", np.ascontiguousarray(np.load(shared / "bitmaps" / f"{name}.npy", mmap_mode="r")[:30]))
+    progress = tmp_path / "p.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "--progress", str(progress), "evaluate", "tiny",
+                           "--runs-dir", str(run.parent), "--data", str(folder)], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert (run / "eval.json").read_bytes() == before
+    written = evaluation_path(run, folder)
+    saved = json.loads(written.read_text())
+    assert saved["data"] == str(folder.resolve()) and saved["kind"] == "folder" and saved["n"] == 60
+    assert saved["skipped_classes"] == ["dog"]
+    result = [json.loads(line) for line in progress.read_text().splitlines()][-1]
+    assert result["type"] == "result" and result["result"]["kind"] == "folder"
+    assert result["result"]["file"] == str(written.absolute()) and result["result"]["data"] == str(folder.resolve())
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == result["result"]
+    assert [e.kind for e in list_evaluations(run)] == ["test", "folder"]

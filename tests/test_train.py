@@ -89,7 +89,7 @@ def test_two_chunks_equal_one_chunk(shared, env, tmp_path, recipe):
         rates = [r["lr"] for r in runs.read_history(runs_dir / "halves")]
         assert rates == sorted(rates, reverse=True) and rates[-1] < 1e-4  # decayed to the end, across chunks
     # The command line says what it is doing: a line per chunk and per epoch (no batch lines in a log).
-    assert "run halves, chunk 1: 2 epoch(s)" in first.stdout and "from the start" in first.stdout
+    assert "run halves, chunk 1: up to epoch 2" in first.stdout and "from the start" in first.stdout
     assert [line.split("(")[0].split() for line in first.stdout.splitlines() if line.startswith("epoch")] == \
         [["epoch", "1"], ["epoch", "2"]]
     assert "resuming from epoch-0002.npz at epoch 3, batch 0" in second.stdout
@@ -144,6 +144,31 @@ def test_sigterm_mid_epoch_saves_and_resume_matches_uninterrupted(shared, env, t
     resume = [e for e in runs.read_events(run_dir) if e["event"] == "resume_point"][0]
     assert resume["epoch"] == 2 and resume["batch"] == stopped[0]["batch"] > 0
     assert [r["chunk"] for r in runs.read_history(run_dir)] == [1, 2, 2]
+
+
+@pytest.mark.slow
+def test_resume_after_a_stop_finishes_the_stopped_chunk_and_the_plan(shared, env, tmp_path):
+    """Planned 2 chunks of 2 epochs, stopped in epoch 2: a plain `resume` finishes chunk 1's remaining
+    epoch and then the planned chunk 2; only then is the run "finished". A resume of a finished plan
+    trains one more chunk."""
+    run_dir = tmp_path / "runs" / "plan"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", *train_args(shared, "plan", 2, chunks=2)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert wait_for(lambda: status_of(run_dir).get("epoch") == 2 and status_of(run_dir).get("batch", 0) >= 1,
+                    proc=proc), proc.stderr.read() if proc.poll() is not None else "no progress"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 143
+    assert runs.run_state(run_dir).state == "stopped"
+    assert runs.planned_epoch(runs.read_events(run_dir)) == 4
+    assert runs.unfinished_chunk_target(runs.read_events(run_dir)) == 2
+    cli(env, "resume", "plan")
+    assert [r["epoch"] for r in runs.read_history(run_dir)] == [1, 2, 3, 4]
+    starts = [e for e in runs.read_events(run_dir) if e["event"] == "chunk_start"]
+    assert [e["target_epoch"] for e in starts] == [2, 2, 4]  # chunk 1, its rest, then the planned chunk 2
+    state = runs.run_state(run_dir)
+    assert state.state == "finished" and runs.planned_epoch(runs.read_events(run_dir)) == 4
+    cli(env, "resume", "plan", "--epochs-per-chunk", "1")  # the plan is done: one more chunk
+    assert len(runs.read_history(run_dir)) == 5 and runs.planned_epoch(runs.read_events(run_dir)) == 5
 
 
 @pytest.mark.slow
@@ -239,7 +264,7 @@ def test_bad_training_arguments_are_one_line_errors(shared, env):
     assert proc.returncode == 2 and "not a valid run name" in proc.stderr and "Traceback" not in proc.stderr
     proc = cli(env, "train", "--name", "x", "--model", "cnn", "--classes", "cat", "dgo", "--per-class", "5",
                check=False)
-    assert proc.returncode == 2 and "'dgo' is not a Quick, Draw! class" in proc.stderr
+    assert proc.returncode == 2 and "unknown class 'dgo'; did you mean 'dog'?" in proc.stderr
     proc = cli(env, "resume", "nope", check=False)
     assert proc.returncode == 2 and "no run 'nope'" in proc.stderr
     proc = cli(env, "train", "--name", "x", "--model", "cnn", "--classes", "cat", "dog", "--per-class", "5",

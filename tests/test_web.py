@@ -31,6 +31,7 @@ from pipeline.runs import read_classes
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "preprocess_cases.json"
+TOO_SMALL_FIXTURE = REPO / "tests" / "fixtures" / "too_small_cases.json"
 WEB_FILES = ("index.html", "app.js", "preprocess.js", "style.css")
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -242,6 +243,58 @@ def test_shared_fixture_cases_match_both_sides(committed_site, browser, monkeypa
     assert not np.array_equal(changed, coloured)
 
 
+_JS_VERDICTS = """
+({drawings, preprocess}) => drawings.map((d) => {
+  try {
+    window.QuickDrawPreprocess.prepare(d, preprocess);
+    return 'guessed';
+  } catch (error) {
+    return error.name;
+  }
+})
+"""
+
+
+def test_too_small_rule_is_the_same_in_javascript_and_python(committed_site, browser, monkeypatch):
+    """tests/fixtures/too_small_cases.json: web/preprocess.js refuses exactly the drawings
+    pipeline.predict refuses (taps, tiny scribbles), with the threshold of every committed model's
+    preprocess.json; with other thresholds in Python (and so in the file) both sides move together."""
+    cases = json.loads(TOO_SMALL_FIXTURE.read_text())["cases"]
+    drawings = [case["drawing"] for case in cases]
+    expected = ["DrawingTooSmall" if case["too_small"] else "guessed" for case in cases]
+
+    def python_verdicts() -> list[str]:
+        out = []
+        for drawing in drawings:
+            try:
+                prepare_input(drawing, "bitmap28")
+                out.append("guessed")
+            except strokes.DrawingTooSmall:
+                out.append("DrawingTooSmall")
+        return out
+
+    assert python_verdicts() == expected
+    others = {}
+    for limit in (1.5, 12.0):
+        monkeypatch.setattr(strokes, "MIN_EXTENT", limit)
+        others[limit] = (preprocess_for("bitmap28", 28), python_verdicts())
+    monkeypatch.undo()
+    committed = [json.loads(path.read_text()) for path in sorted((REPO / "web" / "models").glob("*/preprocess.json"))]
+    assert committed
+    page = browser.new_page()
+    try:
+        page.goto(f"{committed_site.base}/index.html")
+        for preprocess in [preprocess_for("bitmap28", 28), *committed]:
+            assert page.evaluate(_JS_VERDICTS, {"drawings": drawings, "preprocess": preprocess}) == expected
+        for limit, (preprocess, python) in others.items():
+            js = page.evaluate(_JS_VERDICTS, {"drawings": drawings, "preprocess": preprocess})
+            assert js == python != expected, limit
+    finally:
+        page.close()
+    print(f"\n{len(cases)} drawings: {expected.count('DrawingTooSmall')} too small on both sides; "
+          f"thresholds 1.5 and 12 px: {[v.count('DrawingTooSmall') for _, v in others.values()]} refused")
+
+
 # ---------------------------------------------------------------- (c) end to end
 def draw(page, strokes, box, margin=30):
     """Replay Google-simplified strokes (0..255) as mouse strokes inside the canvas box."""
@@ -313,6 +366,8 @@ def test_screenshot_of_a_drawing_and_its_guesses(site, browser, shared, tmp_path
 
 # ---------------------------------------------------------------- (e) awkward input
 def test_empty_dot_huge_drawing_and_broken_model_give_messages_not_errors(site, browser):
+    from playwright.sync_api import expect
+
     run = site.runs["cnn"]
     page, console = open_page(browser, site, f"?model={run.name}")
     status = page.locator('[data-testid="status"]')
@@ -324,9 +379,11 @@ def test_empty_dot_huge_drawing_and_broken_model_give_messages_not_errors(site, 
     assert "CC BY 4.0" in page.inner_text("footer") and "Quick, Draw!" in page.inner_text("footer")
 
     box = page.locator('[data-testid="drawing-canvas"]').bounding_box()
-    page.mouse.click(box["x"] + 100, box["y"] + 100)  # a single dot
-    assert len(wait_for_predictions(page, 1)) == 5
-    assert "dot" in status.inner_text()
+    page.mouse.click(box["x"] + 100, box["y"] + 100)  # a single tap: too small to guess, no guess shown
+    page.wait_for_selector('[data-testid="predictions"][data-strokes="1"]', state="attached")
+    expect(status).to_contain_text("Too small to guess: draw a bit more")
+    assert page.locator('[data-testid="predictions"] li').count() == 0
+    assert status.get_attribute("data-state") == "ok"
 
     clear(page)  # a stroke that leaves the canvas far behind (pointer capture keeps it)
     page.mouse.move(box["x"] + 50, box["y"] + 50)

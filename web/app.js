@@ -187,6 +187,13 @@
     try {
       result = await classify(toGoogle(all), current_model);
     } catch (error) {
+      if (error && error.name === 'DrawingTooSmall') {
+        // The one rule for "too small" (preprocess.json's too_small, as pipeline.predict): no guess.
+        showPredictions([], current ? -1 : count);
+        showInput(null);
+        setStatus('Too small to guess: draw a bit more.');
+        return;
+      }
       if (error && error.name === 'DrawingError') {
         showPredictions([], count);
         showInput(null);
@@ -197,9 +204,7 @@
     }
     showPredictions(result.top, current ? -1 : count);
     showInput(result.prepared);
-    var dots = all.every(function (s) { return s.length === 1; });
-    setStatus(dots ? 'Only a dot so far: keep drawing for a real guess.'
-      : 'Guessing with ' + current_model.name + ' (' + tf.getBackend() + ').');
+    setStatus('Guessing with ' + current_model.name + ' (' + tf.getBackend() + ').');
   }
 
   function showPredictions(top, strokeCount) {

@@ -6,12 +6,12 @@
  * rendering with Google's numpy_bitmap geometry (pipeline/raster.py, cairo) or the colour-coded
  * variant for stroke models. Never a crop-and-resize of canvas pixels.
  *
- * Every number of that pipeline (longer side, resample spacing, RDP epsilon, coordinate limit,
- * geometry, stroke and time intensities, input size) comes from the model's preprocess.json, which
- * pipeline/export.py `preprocess_for` writes from the Python definitions. There is no copy here: a
- * file that lacks one is refused with a PreprocessConfigError naming it (the page shows it). The
- * only numbers below are cairo's own (its scan converter and pen tolerance, which pipeline/raster.py
- * leaves at cairo's defaults) and the 8-bit pixel scale.
+ * Every number of that pipeline (longer side, resample spacing, RDP epsilon, coordinate limit, the
+ * too-small limit, geometry, stroke and time intensities, input size) comes from the model's
+ * preprocess.json, which pipeline/export.py `preprocess_for` writes from the Python definitions.
+ * There is no copy here: a file that lacks one is refused with a PreprocessConfigError naming it
+ * (the page shows it). The only numbers below are cairo's own (its scan converter and pen
+ * tolerance, which pipeline/raster.py leaves at cairo's defaults) and the 8-bit pixel scale.
  *
  * The renderer does not use the browser's 2D canvas: its anti-aliasing differs from cairo's. It
  * computes cairo's way instead - the stroke outline is the union of segments with cairo's polygonal
@@ -26,7 +26,9 @@
  *   readConfig(config)                   -> the settings used below; throws PreprocessConfigError
  *   simplify(strokes, config)            -> [[[x...],[y...]], ...] integers 0..longer_side
  *   render(simplified, config)           -> Uint8Array (H*W*C), row-major HWC
- *   prepare(strokes, config)             -> {data: Float32Array, shape: [H, W, C], simplified, image}
+ *   prepare(strokes, config)             -> {data: Float32Array, shape: [H, W, C], simplified, image};
+ *                                           throws DrawingTooSmall (a DrawingError) for a drawing too
+ *                                           small to guess (pipeline.strokes.check_big_enough)
  *   predictProbabilities(model, x)       -> the probability tensor of an exported graph model
  * `strokes` is Google's JSON form ([[x...],[y...](,[t...])] per stroke) or lists of points
  * ([[x, y(, t)], ...] per stroke).
@@ -48,6 +50,15 @@
     this.message = message;
   }
   DrawingError.prototype = Object.create(Error.prototype);
+
+  // A drawing too small to guess: narrower than preprocess.json's too_small.min_extent in both
+  // directions, in the coordinates it was drawn in (pipeline.strokes.check_big_enough). Scaled up to
+  // the simplification's longer side, a tap would become a full-width line.
+  function DrawingTooSmall(message) {
+    this.name = 'DrawingTooSmall';
+    this.message = message;
+  }
+  DrawingTooSmall.prototype = Object.create(DrawingError.prototype);
 
   // preprocess.json is missing, incomplete or describes something this code does not implement: a
   // problem of the model's files (re-export it), never of the drawing.
@@ -77,6 +88,7 @@
     'simplify.rdp_epsilon': 'number',
     'simplify.round': ['half-to-even'],
     'simplify.max_abs_coordinate': 'number',
+    'too_small.min_extent': 'number',
     'geometry.drawing_side': 'number',
     'geometry.line_width': 'number',
     'geometry.padding': 'number',
@@ -137,6 +149,7 @@
       size: input.height, channels: input.channels, colourCoded: colour, timeChannel: timeChannel,
       simplify: {side: config.simplify.longer_side, spacing: config.simplify.resample_spacing,
         epsilon: config.simplify.rdp_epsilon, maxAbs: config.simplify.max_abs_coordinate},
+      minExtent: config.too_small.min_extent,
       geometry: {side: config.geometry.drawing_side, lineWidth: config.geometry.line_width,
         padding: config.geometry.padding},
       stroke: {first: config.stroke_intensity.first, step: config.stroke_intensity.step,
@@ -306,9 +319,30 @@
     return simplifyWith(strokes, readConfig(config).simplify);
   }
 
-  function simplifyWith(strokes, settings) {
+  /** The longer side of the drawing's bounding box in its own coordinates (0 for no points). */
+  function extent(pts) {
+    var minX = Infinity, minY = Infinity, maxX = -Infinity, maxY = -Infinity, any = false;
+    pts.forEach(function (s) {
+      s.forEach(function (p) {
+        any = true;
+        minX = Math.min(minX, p[0]); minY = Math.min(minY, p[1]);
+        maxX = Math.max(maxX, p[0]); maxY = Math.max(maxY, p[1]);
+      });
+    });
+    return any ? Math.max(maxX - minX, maxY - minY) : 0;
+  }
+
+  // minExtent: refuse a drawing too small to guess (prepare), as pipeline.predict.prepare_input does.
+  function simplifyWith(strokes, settings, minExtent) {
     var pts = toPointLists(strokes, settings.maxAbs);
     if (!pts.length) throw new DrawingError('the drawing is empty: draw at least one stroke');
+    if (minExtent !== undefined) {
+      var span = extent(pts);
+      if (span < minExtent) {
+        throw new DrawingTooSmall('the drawing is too small to guess (it spans ' + span.toFixed(1) +
+          ' px; at least ' + minExtent + ' px are needed): draw a bit more');
+      }
+    }
     var simple = isSimplified(pts, hasTimeColumn(strokes), settings.side) ? pts : simplifyPoints(pts, settings);
     return simple.map(function (s) {
       return [s.map(function (p) { return p[0]; }), s.map(function (p) { return p[1]; })];
@@ -520,7 +554,7 @@
   /** The model input for a drawing: config is the model's preprocess.json. */
   function prepare(strokes, config) {
     var settings = readConfig(config);
-    var simplified = simplifyWith(strokes, settings.simplify);
+    var simplified = simplifyWith(strokes, settings.simplify, settings.minExtent);
     var image = renderWith(simplified, settings);
     return {data: Float32Array.from(image), image: image, shape: [settings.size, settings.size, settings.channels],
       simplified: simplified};
@@ -547,7 +581,7 @@
   var api = {
     readConfig: readConfig, simplify: simplify, render: render, prepare: prepare,
     predictProbabilities: predictProbabilities,
-    DrawingError: DrawingError, PreprocessConfigError: PreprocessConfigError,
+    DrawingError: DrawingError, DrawingTooSmall: DrawingTooSmall, PreprocessConfigError: PreprocessConfigError,
   };
   root.QuickDrawPreprocess = api;
   if (typeof module !== 'undefined' && module.exports) module.exports = api;

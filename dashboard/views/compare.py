@@ -16,7 +16,26 @@ from dashboard import common
 from pipeline.runs import METRIC_COLUMNS, METRIC_LABELS
 
 DEFAULT_METRIC = "val_top3"
-INTERRUPTIONS = {"signal_stop": "stopped", "crash_detected": "crash", "lock_takeover": "lock takeover"}
+# Marks of a run's events: legend name, line dash, symbol. A chunk start after the first is a resume.
+MARKS = {
+    "chunk_start": ("chunk start", "dot", "triangle-down"),
+    "signal_stop": ("stopped", "dash", "square"),
+    "crash_detected": ("crash", "dashdot", "x"),
+    "lock_takeover": ("lock takeover", "longdash", "diamond"),
+}
+MARK_SIZE = 10
+MARK_TOP, MARK_STEP = 0.96, 0.05  # heights of the marks' symbols (fractions of the plot's height)
+MARK_NEAR = 0.02  # symbols closer than this fraction of the x span are staggered
+# The x-axis choices: radio label -> build_figure's axis.
+AXES = {"epoch": "epoch", "wall-clock time": "time", "time since start": "elapsed", "training time": "training"}
+AXIS_TITLES = {"epoch": "global epoch", "time": "wall-clock time (UTC)", "elapsed": "time since the run started",
+               "training": "training time (gaps between chunks removed)"}
+AXIS_HELP = ("**epoch**: the global epoch. **wall-clock time**: the time of day each epoch ended, so runs trained "
+             "at different times sit apart. **time since start**: each epoch's end minus the run's first start. "
+             "**training time**: the epochs' durations (ended - started in history.csv) added up, so the gaps "
+             "between chunks are removed.")
+ACCURACY_METRICS = tuple(m for m in METRIC_COLUMNS if m != "lr" and not m.endswith("loss"))
+ACCURACY_TOP = 1.02  # accuracy axes end here at most
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
@@ -57,7 +76,10 @@ def lower_is_better(metric: str) -> bool:
 
 
 def merged_history(run_dirs: dict[str, Path], metric: str, smoothing: float) -> pd.DataFrame:
-    """One row per (run, epoch) with every history column plus `<metric>_smoothed`."""
+    """One row per (run, epoch) with every history column plus `<metric>_smoothed` and the x of each
+    time axis: `time` (the time of day the epoch ended), `elapsed_s` (seconds from the run's first
+    start to the epoch's end) and `training_s` (the epochs' durations, ended - started, summed: the gaps
+    between chunks removed)."""
     frames = []
     for name, run_dir in run_dirs.items():
         rows = common.history(run_dir)
@@ -67,67 +89,168 @@ def merged_history(run_dirs: dict[str, Path], metric: str, smoothing: float) -> 
         frame.insert(0, "run", name)
         values = frame[metric].tolist() if metric in frame else [None] * len(frame)
         frame[f"{metric}_smoothed"] = common.ema_smooth(values, smoothing)
-        if "ended" in frame:
-            frame["time"] = pd.to_datetime(frame["ended"], unit="s", utc=True).dt.tz_convert(None)
+        ended = pd.to_numeric(frame["ended"], errors="coerce") if "ended" in frame else pd.Series(float("nan"), frame.index)
+        started = pd.to_numeric(frame["started"], errors="coerce") if "started" in frame else ended
+        frame["time"] = pd.to_datetime(ended, unit="s", utc=True).dt.tz_convert(None)
+        frame["elapsed_s"] = ended - started.min()
+        frame["training_s"] = (ended - started).clip(lower=0).cumsum()
         frames.append(frame)
     if not frames:
         return pd.DataFrame(columns=["run", "epoch", "chunk", metric])
     return pd.concat(frames, ignore_index=True)
 
 
+def time_unit(seconds: pd.Series) -> tuple[str, float]:
+    """Minutes, or hours when the longest run of the figure took more than two hours."""
+    longest = seconds.max() if len(seconds) else None
+    return ("hours", 3600.0) if longest is not None and pd.notna(longest) and longest > 2 * 3600 else ("minutes", 60.0)
+
+
+def x_values(frame: pd.DataFrame, axis: str, scale: float) -> pd.Series:
+    if axis == "epoch":
+        return frame["epoch"]
+    if axis == "time":
+        return frame["time"]
+    return frame[f"{axis}_s"] / scale
+
+
+def training_seconds_at(moment: float, frame: pd.DataFrame) -> float:
+    """Training time at a moment: the part of each epoch (started..ended) before it, added up."""
+    started = pd.to_numeric(frame["started"], errors="coerce")
+    ended = pd.to_numeric(frame["ended"], errors="coerce")
+    return float((ended.clip(upper=moment) - started).clip(lower=0).sum())
+
+
 def _event_x(event: dict, axis: str, frame: pd.DataFrame):
+    """Where an event sits on the axis (seconds on the two elapsed-time axes), or None."""
     if axis == "epoch":
         epoch = event.get("epoch") or event.get("last_epoch")
         if epoch is None:
             return None
         # A chunk starts before its first epoch; a stop happens during `epoch`.
         return float(epoch) - 0.5 if event["event"] == "chunk_start" else float(epoch)
-    return dt.datetime.fromtimestamp(event["time"], dt.UTC).replace(tzinfo=None)
+    moment = event.get("time")
+    if not isinstance(moment, int | float) or isinstance(moment, bool):
+        return None
+    if axis == "time":
+        return dt.datetime.fromtimestamp(moment, dt.UTC).replace(tzinfo=None)
+    if "started" not in frame or frame["started"].isna().all():
+        return None
+    if axis == "elapsed":
+        return moment - float(pd.to_numeric(frame["started"], errors="coerce").min())
+    return training_seconds_at(moment, frame)
 
 
-def _event_marks(run_dir: Path, name: str, colour: str, axis: str, frame: pd.DataFrame, shapes: list,
-                 annotations: list) -> None:
-    """Vertical lines for chunk starts (dotted, run colour) and interruptions (dashed red)."""
+def event_marks(run_dir: Path, name: str, axis: str, frame: pd.DataFrame) -> list[dict]:
+    """The run's chunk starts (after its first) and interruptions: {kind, x, text}, text naming the run."""
+    marks = []
     for event in common.events(run_dir):
         kind = event.get("event")
-        if kind != "chunk_start" and kind not in INTERRUPTIONS:
+        if kind not in MARKS or (kind == "chunk_start" and event.get("chunk", 1) == 1):
             continue
         x = _event_x(event, axis, frame)
         if x is None:
             continue
         if kind == "chunk_start":
-            if event.get("chunk", 1) == 1:
-                continue
-            line, text = {"color": colour, "dash": "dot", "width": 1}, f"chunk {event.get('chunk')}"
-            label = {"y": 1.0, "yanchor": "top", "xanchor": "right", "font": {"size": 9, "color": colour}}
+            text = f"chunk {event.get('chunk')} of {name} starts (epoch {event.get('epoch')})"
         else:
-            line, text = {"color": "#d62728", "dash": "dash", "width": 1.5}, f"{INTERRUPTIONS[kind]} ({name})"
-            label = {"y": 0.0, "yanchor": "bottom", "xanchor": "left", "font": {"size": 9, "color": "#d62728"}}
-        shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x, "y0": 0, "y1": 1,
-                       "line": line, "opacity": 0.7})
-        annotations.append({"x": x, "yref": "paper", "text": text, "showarrow": False, "textangle": -90, **label})
+            where = f"epoch {event['epoch']}" if event.get("epoch") else (
+                f"after epoch {event['last_epoch']}" if event.get("last_epoch") else "")
+            detail = ", ".join(str(part) for part in (event.get("signal"), f"chunk {event['chunk']}"
+                                                      if event.get("chunk") else None, where) if part)
+            text = f"{MARKS[kind][0]} ({name})" + (f": {detail}" if detail else "")
+        if isinstance(event.get("time"), int | float):
+            text += "<br>" + dt.datetime.fromtimestamp(event["time"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        marks.append({"kind": kind, "x": x, "text": text})
+    return marks
+
+
+def _position(x) -> float:
+    return pd.Timestamp(x).value / 1e9 if isinstance(x, dt.datetime | pd.Timestamp) else float(x)
+
+
+def place_marks(marks: list[dict], xs: list) -> None:
+    """Give each mark a `level` (the height of its symbol: 1 = the top of the plot): the highest free one,
+    so two symbols closer than MARK_NEAR of the x axis's span (`xs`: every x of the figure) - two runs
+    stopped at the same epoch, a crash and the resume after it - never sit on each other."""
+    positions = [_position(m["x"]) for m in marks]
+    everything = positions + [_position(x) for x in xs if x is not None and not pd.isna(x)]
+    span = (max(everything) - min(everything)) if everything else 0.0
+    near = MARK_NEAR * (span or 1.0)
+    placed: list[tuple[float, int]] = []
+    for mark, position in zip(marks, positions, strict=True):
+        taken = {slot for other, slot in placed if abs(other - position) < near}
+        slot = next(i for i in range(len(placed) + 1) if i not in taken)
+        placed.append((position, slot))
+        mark["level"] = MARK_TOP - MARK_STEP * slot
+
+
+def mark_traces(name: str, colour: str, marks: list[dict]) -> list[go.Scatter]:
+    """One trace per kind of mark of one run, on the hidden y2 axis (0 = bottom, 1 = top of the plot):
+    vertical lines in the run's colour, dashed by kind, with the kind's symbol at the mark's `level`
+    (place_marks) and the run's name in the hover of every point of the line. No text is drawn on the
+    plot, so nothing can overlap, and the PNG shows the same lines, symbols and legend as the page."""
+    traces = []
+    for kind, (label, dash, symbol) in MARKS.items():
+        xs, ys, sizes, texts = [], [], [], []
+        for mark in (m for m in marks if m["kind"] == kind):
+            heights = sorted({i / 10 for i in range(11)} | {mark["level"]})
+            xs += [mark["x"]] * len(heights) + [None]
+            ys += heights + [None]
+            sizes += [MARK_SIZE if y == mark["level"] else 0 for y in heights] + [0]
+            texts += [mark["text"]] * len(heights) + [""]
+        if xs:
+            traces.append(go.Scatter(
+                x=xs, y=ys, yaxis="y2", mode="lines+markers", name=f"{label} ({name})", legendgroup=f"mark:{kind}",
+                showlegend=False, line={"color": colour, "dash": dash, "width": 1.5}, opacity=0.9,
+                marker={"symbol": symbol, "size": sizes, "color": colour, "line": {"color": "white", "width": 1}},
+                hovertext=texts, hovertemplate="%{hovertext}<extra></extra>"))
+    return traces
+
+
+def mark_legend(kinds: set[str]) -> list[go.Scatter]:
+    """A legend entry per kind of mark shown (grey: the lines take each run's colour); clicking one hides
+    or shows that kind for every run."""
+    return [go.Scatter(x=[None], y=[None], yaxis="y2", mode="lines+markers", name=label, legendgroup=f"mark:{kind}",
+                       line={"color": "#555", "dash": dash, "width": 1.5},
+                       marker={"symbol": symbol, "size": MARK_SIZE, "color": "#555"}, hoverinfo="skip")
+            for kind, (label, dash, symbol) in MARKS.items() if kind in kinds]
+
+
+def y_range(metric: str, values: pd.Series) -> list[float] | None:
+    """Accuracy-type metrics: a range that includes 1 and never goes beyond ACCURACY_TOP (a 3-class
+    run's val top-3 of 1.0 is not drawn on a 0-2 axis); None (autorange) for losses and the rate."""
+    values = pd.to_numeric(values, errors="coerce").dropna()
+    if metric not in ACCURACY_METRICS or values.empty:
+        return None
+    low, high = float(values.min()), float(values.max())
+    pad = max(0.05 * (high - low), 0.01)
+    return [max(0.0, low - pad), min(ACCURACY_TOP, max(high, 1.0) + pad)]
 
 
 def build_figure(data: pd.DataFrame, run_dirs: dict[str, Path], metric: str, axis: str, smoothing: float,
                  show_events: bool = True) -> go.Figure:
+    """axis: "epoch", "time" (time of day), "elapsed" (time since the run started) or "training"
+    (training time, the gaps between chunks removed)."""
     figure = go.Figure()
-    x_column = "epoch" if axis == "epoch" else "time"
-    # Shapes are collected and set once: figure.add_vline copies the layout on every call (slow).
-    shapes: list[dict] = []
-    annotations: list[dict] = []
+    unit, scale = time_unit(data[f"{axis}_s"]) if axis in ("elapsed", "training") and not data.empty else ("", 1.0)
+    marks: list[dict] = []
+    xs: list = []
     for index, (name, run_dir) in enumerate(run_dirs.items()):
         frame = data[data["run"] == name] if not data.empty else data
         if frame.empty or metric not in frame or frame[metric].isna().all():
             continue
         colour = COLOURS[index % len(COLOURS)]
+        x = x_values(frame, axis, scale)
+        xs += list(x)
         custom = frame[["run", "chunk", "epoch", metric]].to_numpy()
         hover = "run %{customdata[0]}<br>chunk %{customdata[1]}<br>epoch %{customdata[2]}<br>" + \
             metric + " %{customdata[3]:.4f}<extra></extra>"
         if smoothing > 0:
-            figure.add_trace(go.Scatter(x=frame[x_column], y=frame[metric], mode="lines", line={"color": colour, "width": 1},
+            figure.add_trace(go.Scatter(x=x, y=frame[metric], mode="lines", line={"color": colour, "width": 1},
                                         opacity=0.3, name=f"{name} (raw)", legendgroup=name, showlegend=False,
                                         customdata=custom, hovertemplate=hover))
-        figure.add_trace(go.Scatter(x=frame[x_column], y=frame[f"{metric}_smoothed"], mode="lines+markers",
+        figure.add_trace(go.Scatter(x=x, y=frame[f"{metric}_smoothed"], mode="lines+markers",
                                     marker={"size": 4}, line={"color": colour, "width": 2}, name=name,
                                     legendgroup=name, customdata=custom, hovertemplate=hover))
         # Best epoch by the metric itself (min for losses).
@@ -136,21 +259,33 @@ def build_figure(data: pd.DataFrame, run_dirs: dict[str, Path], metric: str, axi
             best_index = values.idxmin() if lower_is_better(metric) else values.idxmax()
             best = frame.loc[best_index]
             figure.add_trace(go.Scatter(
-                x=[best[x_column]], y=[best[metric]], mode="markers", legendgroup=name, showlegend=False,
+                x=[x.loc[best_index]], y=[best[metric]], mode="markers", legendgroup=name, showlegend=False,
                 marker={"symbol": "star", "size": 14, "color": colour, "line": {"color": "black", "width": 1}},
                 customdata=[[name, best["chunk"], best["epoch"], best[metric]]],
                 hovertemplate="best: " + hover))
         if show_events:
-            _event_marks(run_dir, name, colour, axis, frame, shapes, annotations)
+            for mark in event_marks(run_dir, name, axis, frame):
+                x = mark["x"] / scale if axis in ("elapsed", "training") else mark["x"]
+                marks.append({**mark, "x": x, "run": name, "colour": colour})
+    place_marks(marks, xs)
+    for name in run_dirs:
+        mine = [m for m in marks if m["run"] == name]
+        if mine:
+            figure.add_traces(mark_traces(name, mine[0]["colour"], mine))
+    figure.add_traces(mark_legend({m["kind"] for m in marks}))
+    x_title = AXIS_TITLES[axis] + (f", in {unit}" if unit else "")
     figure.update_layout(
         height=500, margin={"l": 40, "r": 10, "t": 90, "b": 40}, hovermode="closest",
-        title=f"{METRIC_LABELS.get(metric, metric)} vs {'global epoch' if axis == 'epoch' else 'wall-clock time'}",
-        xaxis_title="epoch" if axis == "epoch" else "time", yaxis_title=metric,
+        title=f"{METRIC_LABELS.get(metric, metric)} vs {AXIS_TITLES[axis]}",
+        xaxis_title=x_title, yaxis_title=METRIC_LABELS.get(metric, metric),
+        yaxis2={"overlaying": "y", "range": [0, 1], "visible": False, "fixedrange": True},
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.04, "x": 0}, title_y=0.97,
-        shapes=shapes, annotations=annotations,
     )
     if metric == "lr":
-        figure.update_yaxes(type="log")
+        figure.update_layout(yaxis_type="log")
+    limits = y_range(metric, data[metric] if metric in data else pd.Series(dtype=float))
+    if limits is not None:
+        figure.update_layout(yaxis_range=limits)
     return figure
 
 
@@ -178,10 +313,10 @@ def render() -> None:
         selected = default_selection(summaries)
         st.caption("No runs selected on the Runs page: showing the most recent CNN and MobileNet runs.")
     names = st.multiselect("Runs", list(by_name), default=selected, key="compare_runs")
-    c1, c2, c3, c4 = st.columns([2, 2, 3, 2])
+    c1, c2, c3, c4 = st.columns([2, 5, 2, 2])
     metric = c1.selectbox("Metric", list(METRIC_COLUMNS), index=METRIC_COLUMNS.index(DEFAULT_METRIC),
                           format_func=lambda m: f"{m} ({METRIC_LABELS.get(m, m)})", key="compare_metric")
-    axis = c2.radio("X axis", ["epoch", "wall-clock time"], key="compare_axis", horizontal=True)
+    axis = AXES[c2.radio("X axis", list(AXES), key="compare_axis", horizontal=True, help=AXIS_HELP)]
     smoothing = c3.slider("Smoothing", 0.0, 0.99, 0.0, 0.01, key="compare_smoothing",
                           help="Exponential moving average with debiasing, like TensorBoard's.")
     show_events = c4.checkbox("Chunks & interruptions", value=True, key="compare_events")
@@ -193,8 +328,15 @@ def render() -> None:
     if data.empty:
         st.info("The selected runs have no finished epoch yet.")
         return
-    figure = build_figure(data, run_dirs, metric, "epoch" if axis == "epoch" else "time", smoothing, show_events)
+    figure = build_figure(data, run_dirs, metric, axis, smoothing, show_events)
     st.plotly_chart(figure, width="stretch", key="compare_chart")
+    if axis != "epoch":
+        untimed = sorted(set(data["run"]) - set(data.loc[data["time"].notna(), "run"]))
+        if untimed:
+            st.caption(f"Not on this axis (history.csv has no epoch times, e.g. imported logs): {', '.join(untimed)}.")
+    if show_events:
+        st.caption("Dashed lines mark chunk starts (resumes) and interruptions in the colour of their run's curve; "
+                   "hover a line or its symbol for the run, chunk and epoch. Click a legend entry to hide that kind.")
 
     best_rows = []
     for name in names:

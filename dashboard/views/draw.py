@@ -29,11 +29,19 @@ appear before it can draw; pointer capture keeps a stroke that leaves the canvas
 events keep every position; the canvas never reloads from Python (its arguments are the same every
 run, its key is fixed, so reruns never re-create it) and each report is the whole drawing. Mouse
 events dispatched directly on the canvas (harnesses that synthesise `MouseEvent`s) draw too. A
-stroke's guess shows about 0.25 s after it ends (see `_load_predictor` for what made it slow).
+stroke's guess shows about 0.1 s after it ends (`_load_predictor` and `_GUESSER` say what made it
+slow).
 
 Browser tests and scripts read: each model's top-5 as an ordered list inside
 `st.container(key="predictions-1")` / `"predictions-2"`, with a caption saying for how many strokes;
-the strokes that reached Python as JSON inside `st.container(key="draw-strokes")`.
+the strokes that reached Python as JSON in a hidden `<code>` inside `st.container(key="draw-strokes")`
+(people see the stroke count, a picture of the strokes and a download of the JSON); the page's own
+timings of its last run in `st.session_state["draw_timings"]` (bench/bench_draw.py).
+
+A drawing too small to guess (a tap: `pipeline.strokes.check_big_enough`, the rule web/ shares) gets
+"draw a bit more" instead of a guess. The time shown beside each guess is the page's own path, measured
+in that run: from the run starting with the new strokes to that model's top-5 handed to the browser
+(`bench/bench_draw.py` measures it on real drawings beside the bare model call).
 Tests inject a drawing with `st.session_state["draw_injected_objects"]` (Fabric objects or Google
 strokes), used instead of the canvas.
 """
@@ -41,7 +49,10 @@ strokes), used instead of the canvas.
 from __future__ import annotations
 
 import gc
+import html
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +63,13 @@ from pipeline.errors import QuickDrawError
 from pipeline.export import read_index
 
 INJECT_KEY = "draw_injected_objects"
+TIMINGS_KEY = "draw_timings"  # {slot: {run, path_ms, predict_ms, model_ms}} of the last run, for bench_draw.py
+PATH_LABEL = "strokes in → top-5"
+PATH_HELP = ("Measured in this run of the page, in Python: from the moment it started with the new strokes "
+             "to this model's top-5 being handed to the browser (parsing, Google's simplification, "
+             "rendering, the model call and the elements above; for Model 2 also Model 1's). The model "
+             "call alone took {model_ms:.1f} ms. Sending to the browser and drawing there come on top. "
+             "`python bench/bench_draw.py` measures it on real drawings.")
 CANVAS_SIZE = 280
 CANVAS_KEY = "draw_canvas"
 NONE = "(none)"
@@ -349,8 +367,19 @@ def _load_predictor(run_dir: Path):
     return predictor
 
 
-def _show_prediction(slot: int, run_name: str, run_dir: Path, objects) -> None:
-    from pipeline.errors import DrawingError, QuickDrawError
+# Every run of a Streamlit script is a new thread, and after every run Streamlit calls
+# `keras.backend.clear_session()`, which clears TensorFlow's kernel cache: the first TensorFlow operation
+# of a new thread after that took 8-14 ms here (turning a numpy image into a tensor), against 0.5 ms in
+# a thread that has run one before. So every guess runs in this one long-lived thread (the page's
+# thread waits for it). The model call itself is XLA-compiled (`Predictor._compiled_one` says why).
+_GUESSER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="draw-guess")
+
+
+def _show_prediction(slot: int, run_name: str, run_dir: Path, objects, arrived: float) -> None:
+    """One model's guess. `arrived` is `time.perf_counter()` when this run of the page started with the
+    strokes: the time shown is from then until this model's top-5 is handed to the browser."""
+    from pipeline.errors import DrawingError
+    from pipeline.strokes import DrawingTooSmall
 
     with st.container(key=f"model-{slot}"):  # the run shown in this slot, readable by browser tests
         st.subheader(run_name)
@@ -360,7 +389,10 @@ def _show_prediction(slot: int, run_name: str, run_dir: Path, objects) -> None:
         st.error(f"Cannot load {run_name}: {exc}")
         return
     try:
-        prediction = predictor.predict_detailed(objects, top=5)
+        prediction = _GUESSER.submit(predictor.predict_detailed, objects, 5).result()
+    except DrawingTooSmall:
+        st.info("Too small to guess: draw a bit more.")
+        return
     except DrawingError as exc:
         st.warning(f"That drawing could not be read: {exc}")
         return
@@ -370,15 +402,66 @@ def _show_prediction(slot: int, run_name: str, run_dir: Path, objects) -> None:
         st.caption(f"guess for {count} stroke{'s' if count != 1 else ''}")
     for label, prob in prediction.top:  # plain elements: a Plotly chart per model per stroke slows the page
         st.progress(min(max(prob, 0.0), 1.0), text=f"{label} {prob:.1%}")
+    ready = time.perf_counter()
+    timing = {"run": run_name, "path_ms": (ready - arrived) * 1000, "predict_ms": prediction.seconds * 1000,
+              "model_ms": prediction.model_seconds * 1000}
+    st.session_state.setdefault(TIMINGS_KEY, {})[slot] = timing  # read by bench/bench_draw.py
     image = np.asarray(prediction.image)
     left, right = st.columns(2)
     # The first channel is what the model sees (stroke-order intensity for the strokes representation).
     left.image(image[..., 0], caption=f"model input {image.shape[0]}x{image.shape[1]}", width=96, clamp=True)
-    right.metric("latency", f"{prediction.seconds * 1000:.1f} ms")
-    right.caption(f"{predictor.representation}, {len(predictor.classes)} classes")
+    with right.container(key=f"timing-{slot}"):  # read by bench/bench_draw.py --browser
+        st.metric(PATH_LABEL, f"{timing['path_ms']:.1f} ms", help=PATH_HELP.format(**timing))
+        st.caption(f"model call {timing['model_ms']:.1f} ms; {predictor.representation}, "
+                   f"{len(predictor.classes)} classes")
+
+
+def strokes_svg(strokes, size: int = CANVAS_SIZE) -> str:
+    """The strokes as received, as a small SVG: stroke i from dark to light blue, numbered at its start,
+    in the canvas's own coordinates (a one-point stroke is a dot)."""
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {size}" width="{size // 2}" '
+             f'height="{size // 2}"><rect width="{size}" height="{size}" fill="#fff" stroke="#d6d6d9"/>']
+    last = max(len(strokes) - 1, 1)
+    for i, points in enumerate(strokes):
+        colour = f"hsl(215, 80%, {25 + 45 * i / last:.0f}%)"
+        xy = [(float(x), float(y)) for x, y in np.asarray(points)[:, :2]]
+        if len(set(xy)) == 1:
+            parts.append(f'<circle cx="{xy[0][0]:.1f}" cy="{xy[0][1]:.1f}" r="3" fill="{colour}"/>')
+        else:
+            line = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
+            parts.append(f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="3" '
+                         'stroke-linecap="round" stroke-linejoin="round"/>')
+        parts.append(f'<text x="{xy[0][0] + 4:.1f}" y="{xy[0][1] - 4:.1f}" font-size="14" '
+                     f'font-family="sans-serif" fill="#c0392b">{i + 1}</text>')
+    return "".join(parts) + "</svg>"
+
+
+def _show_strokes(objects) -> None:
+    """What reached Python: the stroke count and a picture of the strokes as received; the JSON is a
+    download. Tests read the JSON from the hidden code element in `st.container(key="draw-strokes")`."""
+    from pipeline.errors import DrawingError
+    from pipeline.strokes import parse_any
+
+    text = json.dumps(objects, separators=(",", ":"))
+    count = _stroke_count(objects)
+    with st.expander(f"Strokes that reached Python ({count})"):
+        try:
+            strokes = parse_any(objects)
+        except DrawingError as exc:
+            strokes = []
+            st.caption(f"They cannot be drawn: {exc}")
+        if strokes:
+            points = sum(len(s) for s in strokes)
+            st.image(strokes_svg(strokes), caption=f"{count} stroke{'s' if count != 1 else ''}, {points} points, "
+                     "as received (canvas pixels; numbered in drawing order)")
+        st.download_button("Download the strokes (JSON)", text, file_name="strokes.json", mime="application/json",
+                           key="draw_strokes_download", on_click="ignore")
+        with st.container(key="draw-strokes"):  # machine-readable, for browser tests and scripts
+            st.html(f'<code hidden class="draw-strokes-json">{html.escape(text)}</code>')
 
 
 def render() -> None:
+    arrived = time.perf_counter()  # this run of the page starts with the strokes as they are now
     st.header("Draw")
     runs = common.runs_with_model(common.run_summaries())
     if not runs:
@@ -402,15 +485,14 @@ def render() -> None:
         second_default = defaults[1] if len(defaults) > 1 and defaults[1] != first else NONE
         second = p2.selectbox("Model 2", second_options, index=second_options.index(second_default),
                               key="draw_model_2")
+        st.session_state[TIMINGS_KEY] = {}
         if not has_ink(objects):
             st.info("Draw something on the canvas - the guesses appear as you draw.")
             return
-        with st.expander(f"Strokes that reached Python ({_stroke_count(objects)})"):
-            with st.container(key="draw-strokes"):
-                st.code(json.dumps(objects, separators=(",", ":")), language=None, wrap_lines=True)
         chosen = [first] + ([second] if second != NONE else [])
         columns = st.columns(len(chosen))
         by_name = {r["name"]: Path(r["path"]) for r in runs}
         for slot, (column, name) in enumerate(zip(columns, chosen, strict=True), start=1):
             with column:
-                _show_prediction(slot, name, by_name[name], objects)
+                _show_prediction(slot, name, by_name[name], objects, arrived)
+        _show_strokes(objects)  # after the guesses: nothing delays them

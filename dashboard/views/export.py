@@ -44,11 +44,16 @@ def show_result(result: ExportResult) -> None:
 
 @st.fragment(run_every=2)
 def job_panel(run: str) -> None:
-    """The export job of `run`, re-read from its files every 2 s: progress, then its result."""
+    """The export job of `run` and the models on the web page, re-read from their files every 2 s, so a
+    finished export shows its result and its row within seconds."""
     job = jobs.read_job(common.runs_dir(), f"export-{run}")
-    if not job:
-        return
-    status = jobs.job_status(job)
+    status = jobs.job_status(job) if job else None
+    if status is not None:
+        show_job(run, job, status)
+    show_exported(*web_index(common.web_dir()))
+
+
+def show_job(run: str, job: jobs.Job, status: jobs.JobStatus) -> None:
     if status.state == "running":
         st.info(f"Exporting {run}: {status.stage or 'starting'}... (started {int(max(0, time.time() - job.started))} s ago)")
         st.code(jobs.log_tail(job, 10) or "(starting)", language=None)
@@ -104,8 +109,19 @@ def show_exported(index: dict, problem: str | None) -> None:
     st.dataframe(exported_table(index), hide_index=True, key="export_models",
                  column_config={"top-1 agreement": st.column_config.NumberColumn(format="%.3f"),
                                 "max prob. diff": st.column_config.NumberColumn(format="%.1e")})
-    st.caption(f"The page opens on **{index.get('default')}**; `python -m pipeline export RUN --make-default` "
-               "changes that.")
+    names = [m.get("name") for m in index["models"]]
+    c1, c2 = st.columns([3, 1])
+    choice = c1.selectbox("The page opens on", names, index=names.index(index["default"])
+                          if index.get("default") in names else 0, key="export_default")
+    if c2.button("Make default", key="export_make_default", disabled=choice == index.get("default")):
+        from pipeline.export import set_default
+
+        try:
+            set_default(common.web_dir(), choice)
+        except Exception as exc:  # noqa: BLE001 - an unwritable folder is shown, not a crash
+            st.error(str(exc))
+        else:
+            st.rerun(scope="fragment")
 
 
 def _preselect(names: list[str], index: dict) -> int:
@@ -121,14 +137,16 @@ def render() -> None:
         st.info("No run has a trained model to export yet.")
         return
     names = [r["name"] for r in runs]
-    web = common.REPO / "web"
-    index, problem = web_index(web)
+    web = common.web_dir()
+    index, _problem = web_index(web)
     c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
     run = c1.selectbox("Run", names, index=_preselect(names, index), key="export_run")
     checkpoint = c2.selectbox("Checkpoint", ["best", "last"], key="export_checkpoint")
     quantize = c3.selectbox("Quantize", QUANTIZE, key="export_quantize")
     verify = c4.checkbox("Verify in Chromium", value=True, key="export_verify")
-    step = jobs.export_step(run, checkpoint=checkpoint, quantize=quantize, verify=verify)
+    make_default = st.checkbox("Make it the page's default model", key="export_as_default")
+    step = jobs.export_step(run, checkpoint=checkpoint, quantize=quantize, verify=verify, make_default=make_default,
+                            web=web)
     st.caption(f"Runs `{jobs.display_command(step)}`")
     if st.button("Export", key="export_start", type="primary"):
         try:
@@ -137,7 +155,6 @@ def render() -> None:
         except Exception as exc:  # noqa: BLE001 - show any launch failure instead of breaking the page
             st.error(str(exc))
     job_panel(run)
-    show_exported(index, problem)
     st.subheader("Try it in the browser")
     st.code(f"python -m http.server -d {Path('web') if Path.cwd() == common.REPO else web} 8000", language="bash")
     st.caption("then open http://localhost:8000 - the page lists the models of web/models/index.json.")

@@ -5,6 +5,7 @@ for the Compare page, rename and delete (with confirmation). Damaged runs are li
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -23,8 +24,33 @@ SORTS = {
 }
 
 
+MISSING = "-"  # what an empty cell shows (a run not evaluated yet, without a model, ...), not "None"
+
+
+def column_config() -> dict:
+    """Widths (long names and parents are not cut off) and number formats of the table's columns."""
+    number = {"best val top-3": "%.4f", "test top-1": "%.4f", "test top-3": "%.4f", "best epoch": "%d",
+              "model epoch": "%d", "classes": "%d", "chunks": "%d", "epochs": "%d"}
+    config = {name: st.column_config.NumberColumn(format=fmt, width="small" if fmt == "%d" else None)
+              for name, fmt in number.items()}
+    config.update({name: st.column_config.Column(width="small") for name in ("status", "model")})
+    config["name"] = st.column_config.Column(width="medium", pinned=True)  # stays in view when scrolled sideways
+    config["parent"] = st.column_config.Column(width="medium")
+    config["note"] = st.column_config.Column(width="large")
+    config["updated"] = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")
+    return config
+
+
+def model_epoch(run_path: str | Path) -> int | None:
+    """The epoch of the model in model/ (model/meta.json, written with it), or None."""
+    meta = common.read_json_file(Path(run_path) / "model" / "meta.json")
+    epoch = meta.get("epoch") if isinstance(meta, dict) else None
+    return int(epoch) if isinstance(epoch, int | float) and not isinstance(epoch, bool) else None
+
+
 def runs_table(rows: list[dict]) -> pd.DataFrame:
-    """The table shown on the page, one row per run summary."""
+    """The table shown on the page, one row per run summary. "best epoch" is pipeline.runs.best_row's
+    (the trainer's rule) and "best val top-3" is that epoch's; "model epoch" is the epoch model/ holds."""
     records = []
     for r in rows:
         records.append({
@@ -37,15 +63,33 @@ def runs_table(rows: list[dict]) -> pd.DataFrame:
             "epochs": r.get("epochs") or 0,
             "best val top-3": r.get("best_val_top3"),
             "best epoch": r.get("best_epoch"),
+            "model epoch": model_epoch(r["path"]) if r.get("path") else None,
             "test top-1": r.get("test_top1"),
             "test top-3": r.get("test_top3"),
             "parent": r.get("parent") or "",
             "updated": dt.datetime.fromtimestamp(r["updated"]) if r.get("updated") else None,
             "note": r.get("damaged") or ("imported seed logs" if r.get("imported") else ""),
         })
-    columns = ["name", "status", "model", "representation", "classes", "chunks", "epochs", "best val top-3",
-               "best epoch", "test top-1", "test top-3", "parent", "updated", "note"]
-    return pd.DataFrame.from_records(records, columns=columns)
+    columns = ["name", "status", "model", "parent", "classes", "epochs", "chunks", "best val top-3", "best epoch",
+               "model epoch", "test top-1", "test top-3", "representation", "updated", "note"]
+    table = pd.DataFrame.from_records(records, columns=columns)
+    for column in ("best val top-3", "best epoch", "model epoch", "test top-1", "test top-3"):
+        table[column] = pd.to_numeric(table[column], errors="coerce")  # None -> NaN: shown as MISSING
+    return table
+
+
+def epoch_disagreements(rows: list[dict], table: pd.DataFrame) -> list[str]:
+    """One sentence per run whose model/ holds another epoch than its best epoch, saying why."""
+    imported = {r["name"] for r in rows if r.get("imported")}
+    notes = []
+    for _, row in table.iterrows():
+        if pd.isna(row["model epoch"]) or pd.isna(row["best epoch"]) or row["model epoch"] == row["best epoch"]:
+            continue
+        why = ("imported seed logs: the notebook's saved model is its last epoch" if row["name"] in imported
+               else "its model was kept under an older rule of the trainer")
+        notes.append(f"**{row['name']}**: model/ holds epoch {row['model epoch']:.0f}, the best epoch by val top-3 "
+                     f"is {row['best epoch']:.0f} ({why}).")
+    return notes
 
 
 def filter_rows(rows: list[dict], search: str, models: list[str], statuses: list[str]) -> list[dict]:
@@ -67,13 +111,22 @@ def _sync_selection() -> None:
     st.session_state[common.SELECTED_KEY] = list(st.session_state.get("runs_compare_widget", []))
 
 
+@st.fragment(run_every=3)
+def _watch_runs() -> None:
+    """Reruns the page when a run's state or record changes (a job started from another page ended, a
+    new run appeared), so the table is never stale for more than a few seconds."""
+    common.rerun_when_changed("runs_table", [(r["name"], r["status"], r["epochs"]) for r in common.run_summaries()])
+
+
 def render() -> None:
     st.header("Runs")
     common.show_flash()
+    _watch_runs()
     directory = common.runs_dir()
     rows = common.run_summaries(directory)
-    st.caption(f"{len(rows)} run(s) in `{directory}`")
+    count = st.empty()  # filled once the filters below are known
     if not rows:
+        count.caption(f"No runs in `{directory}`")
         st.info("No runs yet. Start one on the **Train** page or with "
                 "`python -m pipeline train --name cnn-10 --model cnn --classes cat dog --per-class 1000`.")
         return
@@ -87,19 +140,19 @@ def render() -> None:
     descending = c4.toggle("Descending", value=sort_label != "name", key="runs_descending")
 
     shown = filter_rows(rows, search, model_filter, status_filter)
+    count.caption(f"{len(shown)} of {len(rows)} runs in `{directory}`" if len(shown) != len(rows)
+                  else f"{len(rows)} run{'s' if len(rows) != 1 else ''} in `{directory}`")
     table = runs_table(shown)
     column = SORTS[sort_label]
     if not table.empty:
         table = table.sort_values(column, ascending=not descending, na_position="last", kind="stable")
-    st.dataframe(
-        table, hide_index=True, width="stretch", key="runs_table",
-        column_config={
-            "best val top-3": st.column_config.NumberColumn(format="%.4f"),
-            "test top-1": st.column_config.NumberColumn(format="%.4f"),
-            "test top-3": st.column_config.NumberColumn(format="%.4f"),
-            "updated": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
-        },
-    )
+    st.dataframe(table, hide_index=True, width="stretch", key="runs_table", column_config=column_config(),
+                 placeholder=MISSING)
+    st.caption(f"test top-1 / top-3: the run's evaluation on its **test split** (eval.json); {MISSING} = not evaluated. "
+               "best epoch: the highest val top-3 (ties: lower val loss), the trainer's rule; model epoch: the "
+               "epoch model/ holds (the one evaluated, drawn with and exported).")
+    for note in epoch_disagreements(shown, table):
+        st.caption(note)
     damaged = [r for r in shown if r["status"] == "damaged"]
     for r in damaged:
         st.warning(f"**{r['name']}** is damaged: {r.get('damaged')}")

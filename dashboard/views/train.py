@@ -131,8 +131,10 @@ def _resume_branch_stop(summaries: list[dict]) -> None:
             st.caption("No stopped run to resume.")
         else:
             run = st.selectbox("Run", idle, key="resume_run")
+            st.caption(plan_caption(common.run_dir_of(run)))
             c1, c2 = st.columns(2)
-            chunks = c1.number_input("Chunks", 1, 100, 1, key="resume_chunks")
+            chunks = c1.number_input("Chunks (0: to the end of its plan)", 0, 100, 0, key="resume_chunks",
+                                     help="A stopped chunk's remaining epochs come first and count as one chunk.")
             epochs = c2.number_input("Epochs per chunk (0: as configured)", 0, 500, 0, key="resume_epochs")
             if st.button("Resume", key="resume_start"):
                 _start(f"train-{run}", "train", [jobs.resume_step(run, int(chunks), int(epochs))], run)
@@ -172,13 +174,24 @@ def _resume_branch_stop(summaries: list[dict]) -> None:
                     st.rerun()
 
 
+def plan_caption(run_dir: Path) -> str:
+    """Where the run stands against its plan, e.g. "epoch 2 of a plan of 4; stopped in chunk 1"."""
+    events = common.events(run_dir)
+    done = len(common.history(run_dir))
+    plan = runs_mod.planned_epoch(events)
+    state = runs_mod.run_state(run_dir).state
+    if plan and done < plan:
+        return f"{done} of the {plan} planned epochs done ({state}): resuming continues to epoch {plan}."
+    return f"{done} epoch(s) done, its plan is complete: resuming trains one more chunk."
+
+
 def _status_panel(run_dir: Path) -> None:
     run_state = runs_mod.run_state(run_dir)
     status, state = run_state.status, run_state.state
     # Live statuses carry the batch's metrics, final ones the last history row (with times): show metrics.
     metrics = {k: status["metrics"][k] for k in runs_mod.METRIC_COLUMNS
                if isinstance(status.get("metrics"), dict) and isinstance(status["metrics"].get(k), int | float)}
-    target = status.get("epochs_target")
+    target = runs_mod.planned_epoch(common.events(run_dir)) or status.get("epochs_target")
     if target is None:
         with contextlib.suppress(QuickDrawError, OSError, ValueError):
             target = runs_mod.read_config(run_dir).max_epochs
@@ -189,11 +202,14 @@ def _status_panel(run_dir: Path) -> None:
     if state == "running" and batches:
         batch = int(status.get("batch") or 0)
         st.progress(min(batch / batches, 1.0), text=f"batch {batch}/{batches}")
-    if metrics:
+    if metrics and state == "running":  # an ended run's numbers are on the Runs and Compare pages
         cols = st.columns(len(metrics))
         for col, (key, value) in zip(cols, metrics.items(), strict=True):
             col.metric(runs_mod.METRIC_LABELS.get(key, key), f"{value:.4g}" if key == "lr" else f"{value:.4f}")
-    if state in ("stopped", "crashed", "damaged") and run_state.message:
+    if state == "stopped":
+        st.caption(f"Stopped; everything up to batch {status.get('batch', 0)} of epoch {status.get('epoch', '-')} "
+                   "is saved. Resume it from the **Resume** tab below: it continues to the end of its plan.")
+    elif state in ("crashed", "damaged") and run_state.message:
         st.caption(run_state.message)
     elif status.get("message"):
         st.caption(status["message"])
@@ -214,6 +230,8 @@ def live_progress() -> None:
     recent = [(job, jobs.job_status(job)) for job in jobs.list_jobs(common.runs_dir(), "train")]
     recent = [(job, status) for job, status in recent
               if status.state == "running" or (job.ended or time.time()) > time.time() - 3600]
+    # A run that starts or stops training changes the Resume/Branch/Stop lists outside this fragment.
+    common.rerun_when_changed("train_running", sorted(r["name"] for r in running))
     st.subheader("Progress")
     if not running and not recent:
         st.caption(f"Nothing training. Updated {time.strftime('%H:%M:%S')}.")

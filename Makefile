@@ -29,7 +29,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
+$(VENV)/.installed-test: requirements-test.txt requirements-mlflow.txt $(VENV)/.installed
 	$(BIN)/pip install -q -r requirements-test.txt
 	touch $@
 

@@ -483,13 +483,43 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_export_mlflow(args) -> int:
+    from pipeline.mlflow_export import default_tracking_uri, export_runs, require_mlflow, ui_command
+    from pipeline.runs import read_config, resolve_run
+
+    runs_dir = _runs_dir(args)
+    for name in args.runs:  # every run checked, and MLflow found, before MLflow loads
+        read_config(resolve_run(runs_dir, name))
+    require_mlflow()
+    uri = args.tracking_uri or default_tracking_uri(runs_dir)
+    if not getattr(args, "verbose", False):  # "Creating initial MLflow database tables..." is noise here
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+    def report(result):
+        notes = []
+        if result.replaced:
+            notes.append(f"replaces {len(result.replaced)} earlier export(s)")
+        if result.parent and result.parent_run_id:
+            notes.append(f"child of {result.parent}")
+        elif result.parent:
+            notes.append(f"parent {result.parent} is not in the store yet: export it to nest this run")
+        if result.children:
+            notes.append(f"adopted {', '.join(result.children)}")
+        print(f"{result.run}: MLflow run {result.run_id} ({result.metrics} metric values, {result.params} params, "
+              f"{len(result.artifacts)} artifacts)" + (f"; {'; '.join(notes)}" if notes else ""), flush=True)
+
+    export_runs(runs_dir, args.runs, tracking_uri=uri, experiment=args.experiment, report=report)
+    print(f"store: {uri} (experiment {args.experiment}); open it with `{ui_command(uri)}`")
+    return 0
+
+
 def cmd_import_logs(args) -> int:
     from pipeline.errors import QuickDrawError
-    from pipeline.seedlogs import import_logs
+    from pipeline.seedlogs import WHAT_IMPORTS, import_logs
 
     if args.keras_model:  # the only part that needs TensorFlow: check the files first
-        if not Path(args.dir).is_dir():
-            raise QuickDrawError(f"{args.dir} is not a folder of training logs.")
+        if not Path(args.dir).exists():
+            raise QuickDrawError(f"{args.dir}: no such file or folder; give {WHAT_IMPORTS}.")
         if not Path(args.keras_model).is_file():
             raise QuickDrawError(f"--keras-model {args.keras_model}: no such file; give the seed's saved .h5 model.")
         _tensorflow(args)
@@ -648,8 +678,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--make-default", action="store_true", help="make it the page's default model (index.json)")
     runs_dir_option(p)
 
-    p = add("import-logs", cmd_import_logs, "turn a folder of Keras CSVLogger files (train_log.csv, train_log_1.csv, ...) into a chunked run")
-    p.add_argument("dir", metavar="DIR")
+    p = add("export-mlflow", cmd_export_mlflow, "write runs into an MLflow tracking store (needs "
+            "`pip install -r requirements-mlflow.txt`); re-exporting a run replaces its MLflow run")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--tracking-uri", metavar="URI",
+                   help="MLflow tracking URI (default: sqlite:///RUNS/.mlflow/mlflow.db, artifacts beside it; "
+                        "`mlflow ui --backend-store-uri sqlite:///runs/.mlflow/mlflow.db` opens it)")
+    p.add_argument("--experiment", default="quick-draw-lab", help="MLflow experiment (default quick-draw-lab)")
+    runs_dir_option(p)
+
+    p = add("import-logs", cmd_import_logs, "turn a folder of Keras CSVLogger files (train_log.csv, train_log_1.csv, "
+            "...), a Jupyter notebook (.ipynb) or a text log of model.fit's output into a chunked run")
+    p.add_argument("dir", metavar="PATH", help="CSVLogger folder, .ipynb notebook or text log: one chunk per file "
+                   "or per fit call")
     p.add_argument("--name", required=True)
     p.add_argument("--model", default="cnn")
     p.add_argument("--keras-model", metavar="FILE.h5", help="the seed's saved Keras model, to test and export it")

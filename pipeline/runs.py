@@ -750,3 +750,138 @@ def delete_run(runs_dir: Path, name: str) -> None:
     trash = path.with_name(f".deleting-{name}-{os.getpid()}")
     os.rename(path, trash)
     shutil.rmtree(trash, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- seed groups and what differs
+# The fields that say which run a config is rather than how it trains: they differ between any two
+# runs, so seed groups ignore them and `config_differences` shows them only with all fields.
+IDENTITY_FIELDS = ("name", "created", "versions", "schema", "imported_from")
+SEED_FIELD = "seed"
+# Fields whose dict values are shown as one dotted row per key (model_options.alpha, parent.run).
+DOTTED_FIELDS = ("model_options", "parent", "versions")
+
+
+@dataclass(frozen=True)
+class SeedGroup:
+    """Runs whose configs differ only in `seed` (and IDENTITY_FIELDS): members in seed order."""
+
+    label: str
+    members: tuple[str, ...]
+    seeds: tuple[int, ...]
+
+
+def _named_configs(configs) -> dict[str, RunConfig]:
+    """{run name: RunConfig} from a mapping, or an iterable of RunConfigs or run folders (a folder
+    whose config cannot be read is left out)."""
+    if isinstance(configs, dict):
+        return dict(configs)
+    named = {}
+    for item in configs:
+        if isinstance(item, RunConfig):
+            named[item.name] = item
+            continue
+        try:
+            named[Path(item).name] = read_config(Path(item))
+        except (RunError, OSError):
+            continue
+    return named
+
+
+def training_identity(config: RunConfig) -> str:
+    """Everything that decides how a run trains except its seed, as one comparable string."""
+    data = {k: v for k, v in config.to_json().items() if k not in IDENTITY_FIELDS and k != SEED_FIELD}
+    return json.dumps(data, sort_keys=True, default=str)
+
+
+def seed_groups(configs) -> list[SeedGroup]:
+    """Groups of 2+ runs whose configs differ only in `seed` (IDENTITY_FIELDS always differ), by label.
+
+    `configs`: {name: RunConfig}, or RunConfigs, or run folders. The label is the members' shared name
+    prefix (else the first member's name) with the count: "cnn-56 (2 seeds)"."""
+    by_identity: dict[str, list[tuple[str, RunConfig]]] = {}
+    for name, config in _named_configs(configs).items():
+        by_identity.setdefault(training_identity(config), []).append((name, config))
+    groups = []
+    for members in by_identity.values():
+        if len(members) < 2:
+            continue
+        members.sort(key=lambda item: (item[1].seed, item[0]))
+        names = tuple(name for name, _ in members)
+        seeds = tuple(config.seed for _, config in members)
+        prefix = os.path.commonprefix(list(names)).rstrip("-_.") or names[0]
+        what = "seeds" if len(set(seeds)) == len(seeds) else "runs"
+        groups.append(SeedGroup(label=f"{prefix} ({len(names)} {what})", members=names, seeds=seeds))
+    return sorted(groups, key=lambda group: group.label)
+
+
+def mean_sd(values) -> tuple[float | None, float | None, int]:
+    """(mean, sample standard deviation, count) of the numbers among `values` (None skipped); the sd
+    is None below two numbers."""
+    import statistics
+
+    numbers = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)
+               and not math.isnan(v)]
+    if not numbers:
+        return None, None, 0
+    return statistics.fmean(numbers), (statistics.stdev(numbers) if len(numbers) > 1 else None), len(numbers)
+
+
+def seed_group_metrics(group: SeedGroup, summaries: dict) -> dict[str, tuple[float | None, float | None, int]]:
+    """mean_sd of the members' test top-1, test top-3 (eval.json) and best val top-3; `summaries`:
+    {name: RunSummary or its dict}."""
+    def value(name: str, key: str):
+        summary = summaries.get(name)
+        return summary.get(key) if isinstance(summary, dict) else getattr(summary, key, None)
+
+    return {key: mean_sd([value(name, key) for name in group.members])
+            for key in ("test_top1", "test_top3", "best_val_top3")}
+
+
+def describe_classes(classes: tuple[str, ...], reference: tuple[str, ...]) -> str:
+    """A class list in a few words, against the first run's: "56 classes", "57 classes, differs: +3 -2"."""
+    text = f"{len(classes)} classes"
+    if tuple(classes) == tuple(reference):
+        return text
+    added, removed = len(set(classes) - set(reference)), len(set(reference) - set(classes))
+    if not added and not removed:
+        return f"{text}, other order"
+    return f"{text}, differs: +{added} -{removed}"
+
+
+def _config_fields(config: RunConfig, dotted_keys: dict[str, list[str]]) -> dict:
+    data = config.to_json()
+    flat = {}
+    for key, value in data.items():
+        if key in DOTTED_FIELDS and dotted_keys.get(key):
+            for sub in dotted_keys[key]:
+                flat[f"{key}.{sub}"] = (value or {}).get(sub)
+        else:
+            flat[key] = value
+    return flat
+
+
+def config_differences(configs, all_fields: bool = False) -> list[dict]:
+    """The configuration fields that differ between runs: one row per field, {"field": name, run: value,
+    ...}, in RunConfig order. model_options, parent and versions become dotted fields (model_options.alpha);
+    the class list is one row described by `describe_classes` against the first run's. IDENTITY_FIELDS
+    (names, dates, versions) only with `all_fields`, which shows every field, differing or not."""
+    named = _named_configs(configs)
+    if not named:
+        return []
+    dotted_keys = {key: sorted({sub for c in named.values() for sub in (getattr(c, key) or {})})
+                   for key in DOTTED_FIELDS}
+    flats = {name: _config_fields(config, dotted_keys) for name, config in named.items()}
+    reference = next(iter(named.values())).classes
+    rows = []
+    for field_name in next(iter(flats.values())):
+        if not all_fields and field_name.split(".")[0] in IDENTITY_FIELDS:
+            continue
+        values = {name: flat.get(field_name) for name, flat in flats.items()}
+        if field_name == "classes":
+            differs = len({tuple(v) for v in values.values()}) > 1
+            values = {name: describe_classes(tuple(v), reference) for name, v in values.items()}
+        else:
+            differs = len({json.dumps(v, sort_keys=True, default=str) for v in values.values()}) > 1
+        if differs or all_fields:
+            rows.append({"field": field_name, **values})
+    return rows

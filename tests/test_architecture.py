@@ -18,7 +18,7 @@ LAYERS = [
     {"runs"},
     {"seedlogs", "convert", "datasets", "predict"},
     {"train"},
-    {"chunks", "evaluate", "export"},
+    {"chunks", "evaluate", "export", "mlflow_export"},
     {"jobs"},
     {"cli", "__main__", "__init__"},
 ]

@@ -820,7 +820,9 @@ def test_evaluate_and_export_pages_with_a_trained_run(draw_runs, monkeypatch, tm
     assert not at.exception, at.exception
     values = {m.label: m.value for m in at.metric}
     assert values["top-1"] == f"{result['top1']:.4f}" and values["top-3"] == f"{result['top3']:.4f}"
-    assert len(at.get("image")) == len(result["misclassified"])
+    from dashboard.views.evaluate import GALLERY_PAGE
+
+    assert len(at.get("image")) == min(len(result["misclassified"]), GALLERY_PAGE)  # the first page of mistakes
 
 
 def test_compare_default_pairs_a_cnn_with_the_mobilenet_it_compares_with():
@@ -834,3 +836,110 @@ def test_compare_default_pairs_a_cnn_with_the_mobilenet_it_compares_with():
                     run("old-cnn", "cnn", 56)]
     assert default_selection(newest_first) == ["main-cnn", "mobile"]
     assert default_selection([run("only-cnn", "cnn", 3)]) == ["only-cnn"]
+
+
+# ---------------------------------------------------------------- seed groups and what differs
+def _seed_runs(runs_dir: Path) -> dict[str, Path]:
+    """cnn-s and cnn-s-seed1 differ only in their seed (a group); cnn-s-lr also in its learning rate; each
+    evaluated on its test split."""
+    import dataclasses
+
+    made = {}
+    for index, (name, seed, lr) in enumerate((("cnn-s", 0, None), ("cnn-s-seed1", 1, None), ("cnn-s-lr", 0, 0.01))):
+        run_dir = _make_run(runs_dir, name, "cnn", 6, 3, "finished", seed=index)
+        config = runs_mod.read_config(run_dir)
+        runs_mod.write_config(run_dir, dataclasses.replace(config, seed=seed,
+                                                           learning_rate=lr or config.learning_rate))
+        _eval_json(run_dir, seed=index + 1, signal=1.5 + 0.2 * index)
+        made[name] = run_dir
+    return made
+
+
+def _chart(at: AppTest) -> dict:
+    """The page's plotly figure as JSON, its typed arrays ({"dtype", "bdata"}: base64) decoded to lists."""
+    import base64
+
+    def decode(value):
+        if isinstance(value, dict) and set(value) >= {"dtype", "bdata"}:
+            return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
+        return value
+
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    spec["data"] = [{key: decode(value) for key, value in trace.items()} for trace in spec["data"]]
+    return spec
+
+
+def _compare_seed_runs(tmp_path, monkeypatch) -> tuple[AppTest, dict]:
+    """The Compare page over the seed-group runs, all of them selected."""
+    made = _seed_runs(tmp_path / "runs")
+    monkeypatch.setenv("QUICKDRAW_RUNS", str(tmp_path / "runs"))
+    at = page_test("compare")
+    at.session_state["selected_runs"] = list(made)
+    at.run()
+    assert not at.exception, at.exception
+    return at, made
+
+
+def test_compare_draws_a_seed_group_as_mean_and_band_and_expands_it(tmp_path, monkeypatch):
+    at, made = _compare_seed_runs(tmp_path, monkeypatch)
+    traces = {t.get("name"): t for t in _chart(at)["data"]}
+    label = "cnn-s (2 seeds)"
+    assert label in traces and "cnn-s-lr" in traces
+    assert "cnn-s" not in traces and "cnn-s-seed1" not in traces  # collapsed into the group
+    band = next(t for t in traces.values() if t.get("fill") == "tonexty" and t["name"].startswith(label))
+    low = next(t for t in traces.values() if t["name"] == f"{label} mean ± 1 sd (low)")
+    histories = [runs_mod.read_history(made[n]) for n in ("cnn-s", "cnn-s-seed1")]
+    values = np.array([[row["val_top3"] for row in h] for h in histories])
+    assert traces[label]["y"] == pytest.approx(list(values.mean(0)))
+    assert band["y"] == pytest.approx(list(values.mean(0) + values.std(0, ddof=1)))
+    assert low["y"] == pytest.approx(list(values.mean(0) - values.std(0, ddof=1)))
+    at.radio(key="compare_spread").set_value("min-max").run()
+    band = next(t for t in _chart(at)["data"] if t.get("fill") == "tonexty")
+    assert band["y"] == pytest.approx(list(values.max(0)))
+    at.toggle(key=f"compare_members:{label}").set_value(True).run()
+    names = {t.get("name") for t in _chart(at)["data"]}
+    assert {label, "cnn-s", "cnn-s-seed1", "cnn-s-lr"} <= names
+    at.radio(key="compare_axis").set_value("training time").run()  # groups: epoch axis only, said so
+    assert not at.exception
+    assert label not in {t.get("name") for t in _chart(at)["data"]}
+    assert any("epoch axis only" in c.value for c in at.caption)
+    at.radio(key="compare_axis").set_value("epoch").run()
+    at.toggle(key="compare_group_seeds").set_value(False).run()
+    assert not any(t.get("fill") for t in _chart(at)["data"])
+
+
+def _differences(at: AppTest):
+    return next(df.value for df in at.dataframe if "field" in df.value.columns)
+
+
+def test_compare_shows_what_differs_between_the_compared_runs(tmp_path, monkeypatch):
+    at, made = _compare_seed_runs(tmp_path, monkeypatch)
+    table = _differences(at).set_index("field")
+    assert list(table.index) == ["learning_rate", "seed"]
+    assert list(table.columns) == list(made)
+    assert table.loc["seed", "cnn-s-seed1"] == "1" and table.loc["learning_rate", "cnn-s-lr"] == "0.01"
+    at.toggle(key="compare_diff_all").set_value(True).run()
+    every = _differences(at).set_index("field")
+    assert {"model", "per_class", "classes", "name", "learning_rate"} <= set(every.index)
+    assert every.loc["classes", "cnn-s"] == "3 classes"
+
+
+def test_runs_page_shows_seed_groups_and_what_differs_between_selected_runs(tmp_path, monkeypatch):
+    made = _seed_runs(tmp_path / "runs")
+    monkeypatch.setenv("QUICKDRAW_RUNS", str(tmp_path / "runs"))
+    at = page_test("runs").run()
+    assert not at.exception, at.exception
+    groups = next(df.value for df in at.dataframe if "group" in df.value.columns)
+    assert list(groups["group"]) == ["cnn-s (2 seeds)"]
+    row = groups.iloc[0]
+    assert row["runs"] == 2 and row["members"] == "cnn-s, cnn-s-seed1" and row["evaluated"] == "2 of 2"
+    top1 = [json.loads((made[n] / "eval.json").read_text())["top1"] for n in ("cnn-s", "cnn-s-seed1")]
+    assert row["test top-1 (mean ± sd)"] == f"{np.mean(top1):.4f} ± {np.std(top1, ddof=1):.4f}"
+    assert not any("field" in df.value.columns for df in at.dataframe)  # nothing selected yet
+    at.multiselect(key="runs_compare_widget").set_value(["cnn-s", "cnn-s-lr"]).run()
+    assert not at.exception, at.exception
+    table = _differences(at)
+    assert list(table["field"]) == ["learning_rate"] and list(table.columns) == ["field", "cnn-s", "cnn-s-lr"]
+    at.toggle(key="runs_diff_all").set_value(True).run()
+    assert {"seed", "model", "classes", "learning_rate"} <= set(_differences(at)["field"])
+    assert at.session_state["selected_runs"] == ["cnn-s", "cnn-s-lr"]  # the Compare selection is kept

@@ -242,9 +242,11 @@ def test_train_page_starts_a_run_that_appears_on_runs_and_compare(dashboard, pag
     assert "pipeline download" not in download  # both classes were on disk: nothing to download
     _open(page, base, "runs")
     compare = page.locator(".st-key-runs_compare_widget")
-    compare.click()
+    picker = compare.locator("input")
+    picker.click()
+    picker.fill("browser-tiny")  # typed, as the class picker is: the option list is filtered to it
     option = page.get_by_role("option", name="browser-tiny")
-    expect(option).to_have_count(1)
+    expect(option).to_have_count(1, timeout=30_000)
     option.click()  # pick it for Compare, as a user would
     expect(compare).to_contain_text("browser-tiny")
     _wait_idle(page)
@@ -514,7 +516,7 @@ def _replay_on_a_fresh_draw_page(context, replays: dict, name: str, drawing: lis
             outcome.latency = time.perf_counter() - last_up
         except PlaywrightTimeout:
             _wait_idle(page)  # strokes are missing: record what did arrive
-        code = page.locator(".st-key-draw-strokes code")  # hidden; drawn just after the guesses
+        code = page.locator(".st-key-draw-strokes code")  # hidden; drawn just before the guesses
         with contextlib.suppress(PlaywrightTimeout):
             code.first.wait_for(state="attached", timeout=10_000)
         objects = json.loads(code.first.text_content()) if code.count() else []
@@ -645,3 +647,44 @@ def test_a_newcomers_first_hour_from_train_to_the_web_page(page, shared, tmp_pat
         expect(page.get_by_test_id("predictions").locator("li").first).to_be_visible(timeout=30_000)
     print(f"first-hour walk: {time.time() - started:.0f} s; page reported each step this long after its file: {lags}")
     assert all(lag <= 5.0 for lag in lags.values()), lags
+
+
+# ---------------------------------------------------------------- seed groups and what differs
+def test_compare_groups_the_shipped_seeds_into_a_band_and_expands_them(shipped_dashboard, page):
+    """Over the shipped runs: Runs lists the two seed groups with mean ± sd; on Compare, cnn-56 and
+    cnn-56-seed1 become one mean curve with a filled band, "Show members of" adds both runs, and the
+    table of what differs shows their seed only."""
+    from playwright.sync_api import expect
+
+    base = shipped_dashboard["base"]
+    _open(page, base, "runs")
+    _wait_table(page, "mobilenet-56")
+    groups = page.get_by_test_id("stDataFrame").nth(1)
+    expect(groups).to_contain_text("cnn-56 (2 seeds)", timeout=60_000)
+    expect(groups).to_contain_text("qdnet-56 (2 seeds)")
+    expect(groups).to_contain_text(" ± ")
+    assert "cnn-56-seedway" not in groups.inner_text()
+
+    _open(page, base, "compare")
+    plot = page.locator(".js-plotly-plot").first
+    expect(plot).to_contain_text("mobilenet-56", timeout=60_000)
+    picker = page.locator(".st-key-compare_runs input")
+    for name in ("cnn-56", "cnn-56-seed1"):
+        chosen = page.locator(".st-key-compare_runs [data-baseweb='tag']").all_inner_texts()
+        if name in [text.strip() for text in chosen]:
+            continue
+        picker.click()
+        picker.fill(name)
+        page.get_by_role("option", name=name, exact=True).click()
+        page.keyboard.press("Escape")
+        _wait_idle(page)
+    expect(plot.locator(".legendtext")).to_contain_text(["cnn-56 (2 seeds)"], timeout=30_000)
+    _wait_idle(page)
+    assert plot.locator("path.js-fill").count() >= 1, "the group's band is a filled area"
+    legend = plot.locator(".legendtext").all_text_contents()
+    assert "cnn-56-seed1" not in legend and "cnn-56" not in legend  # folded into the group
+    page.get_by_text("Show members of cnn-56 (2 seeds)").click()
+    expect(plot.locator(".legendtext")).to_contain_text(["cnn-56-seed1"], timeout=30_000)
+    _wait_idle(page)
+    assert "cnn-56 (2 seeds)" in plot.locator(".legendtext").all_text_contents()
+    assert page.locator('[data-testid="stException"]').count() == 0

@@ -209,3 +209,75 @@ def test_runs_are_ordered_by_recorded_time_not_file_times(tmp_path):
     listed = runs.list_runs(tmp_path)
     assert [r.name for r in listed] == ["trained-later", "trained-first"]
     assert listed[0].updated == 1_700_000_500.0
+
+
+# ---------------------------------------------------------------- seed groups and what differs
+def _config(name, seed=0, classes=("cat", "dog", "fish"), **kw):
+    return RunConfig(name=name, model="cnn", classes=classes, per_class=10, seed=seed,
+                     created=f"2026-01-0{seed + 1}", versions={"tensorflow": f"2.{seed}"}, **kw)
+
+
+def test_seed_groups_are_runs_that_differ_only_in_seed():
+    configs = [_config("cnn-a", 0), _config("cnn-a-seed2", 2), _config("cnn-a-seed1", 1),
+               _config("cnn-a-lr", 1, learning_rate=0.01),  # another field differs: not in the group
+               _config("cnn-a-opts", 1, model_options={"width": 2}), _config("cnn-a-opts-seed3", 3, model_options={"width": 2}),
+               _config("alone", 5, augment=True)]
+    groups = runs.seed_groups(configs)
+    assert [(g.label, g.members, g.seeds) for g in groups] == [
+        ("cnn-a (3 seeds)", ("cnn-a", "cnn-a-seed1", "cnn-a-seed2"), (0, 1, 2)),
+        ("cnn-a-opts (2 seeds)", ("cnn-a-opts", "cnn-a-opts-seed3"), (1, 3))]
+    assert runs.seed_groups([_config("x", 0), _config("y", 0, resume_mode="weights")]) == []
+    assert runs.seed_groups([_config("only", 0)]) == []
+    assert runs.seed_groups([_config("p", 0), _config("q", 1)])[0].label == "p (2 seeds)"  # no shared prefix
+    assert set(runs.IDENTITY_FIELDS) >= {"name", "created", "versions", "schema"}
+
+
+def test_seed_groups_from_run_folders_skip_unreadable_ones(tmp_path):
+    make_run(tmp_path, "m-1", seed=1)
+    make_run(tmp_path, "m-2", seed=2)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{nope")
+    groups = runs.seed_groups(sorted(tmp_path.iterdir()))
+    assert [(g.label, g.members) for g in groups] == [("m (2 seeds)", ("m-1", "m-2"))]
+
+
+def test_seed_group_metrics_are_mean_and_sample_sd():
+    group = runs.SeedGroup(label="g (2 seeds)", members=("a", "b"), seeds=(0, 1))
+    stats = runs.seed_group_metrics(group, {"a": {"test_top1": 0.8, "test_top3": 0.9, "best_val_top3": None},
+                                            "b": {"test_top1": 0.9, "test_top3": None, "best_val_top3": None}})
+    mean, sd, n = stats["test_top1"]
+    assert (mean, n) == (pytest.approx(0.85), 2) and sd == pytest.approx(0.0707107, rel=1e-5)
+    assert stats["test_top3"] == (pytest.approx(0.9), None, 1)
+    assert stats["best_val_top3"] == (None, None, 0)
+
+
+def test_the_shipped_two_seed_runs_form_groups():
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[1] / "runs"
+    groups = {g.label: g.members for g in runs.seed_groups(sorted(p for p in shipped.iterdir() if p.is_dir()))}
+    assert groups["cnn-56 (2 seeds)"] == ("cnn-56", "cnn-56-seed1")
+    assert groups["qdnet-56 (2 seeds)"] == ("qdnet-56", "qdnet-56-seed1")
+    assert not any("cnn-56-seedway" in members for members in groups.values())  # resume_mode differs
+    diff = runs.config_differences([runs.read_config(shipped / "cnn-56"), runs.read_config(shipped / "cnn-56-seedway")])
+    assert [row["field"] for row in diff] == ["resume_mode"]
+
+
+def test_config_differences_show_only_differing_fields_unless_all():
+    a = _config("a", 0)
+    b = _config("b", 1, model_options={"alpha": 0.5}, parent={"run": "a", "epoch": 3},
+                classes=("cat", "dog", "fish", "cow", "owl"))
+    c = _config("c", 0, classes=("fish", "dog", "cat"))
+    rows = runs.config_differences({"a": a, "b": b, "c": c})
+    by_field = {row.pop("field"): row for row in rows}
+    assert list(by_field) == ["classes", "seed", "model_options.alpha", "parent.epoch", "parent.run"]
+    assert by_field["classes"] == {"a": "3 classes", "b": "5 classes, differs: +2 -0", "c": "3 classes, other order"}
+    assert by_field["model_options.alpha"] == {"a": None, "b": 0.5, "c": None}
+    assert by_field["parent.run"] == {"a": None, "b": "a", "c": None}
+    assert runs.config_differences([a, _config("a2", 0)]) == []  # names, dates and versions aside
+    every = {row["field"]: row for row in runs.config_differences([a, _config("a2", 0)], all_fields=True)}
+    assert {"name", "created", "model", "per_class", "learning_rate", "classes", "versions.tensorflow"} <= set(every)
+    assert every["model"] == {"field": "model", "a": "cnn", "a2": "cnn"}
+    assert every["name"]["a2"] == "a2"
+    one_removed = runs.config_differences([a, _config("d", 0, classes=("cat", "dog", "cow"))])
+    assert one_removed[0]["d"] == "3 classes, differs: +1 -1"

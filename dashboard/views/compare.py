@@ -13,6 +13,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import common
+from pipeline import runs as runs_mod
+from pipeline.errors import QuickDrawError
 from pipeline.runs import METRIC_COLUMNS, METRIC_LABELS
 
 DEFAULT_METRIC = "val_top3"
@@ -37,6 +39,9 @@ AXIS_HELP = ("**epoch**: the global epoch. **wall-clock time**: the time of day 
 ACCURACY_METRICS = tuple(m for m in METRIC_COLUMNS if m != "lr" and not m.endswith("loss"))
 ACCURACY_TOP = 1.02  # accuracy axes end here at most
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+# Seed groups (pipeline.runs.seed_groups): the band around a group's mean curve, radio label -> kind.
+SPREADS = {"mean ± 1 sd": "sd", "min-max": "range"}
+BAND_OPACITY = 0.18
 
 
 def default_selection(summaries: list[dict]) -> list[str]:
@@ -229,10 +234,16 @@ def y_range(metric: str, values: pd.Series) -> list[float] | None:
 
 
 def build_figure(data: pd.DataFrame, run_dirs: dict[str, Path], metric: str, axis: str, smoothing: float,
-                 show_events: bool = True) -> go.Figure:
+                 show_events: bool = True, groups=(), spread: str = "sd", expanded=frozenset()) -> go.Figure:
     """axis: "epoch", "time" (time of day), "elapsed" (time since the run started) or "training"
-    (training time, the gaps between chunks removed)."""
+    (training time, the gaps between chunks removed). `groups` (pipeline.runs.SeedGroup, drawn on the
+    epoch axis only): a mean curve and a `spread` band each; the members of a group whose label is not in
+    `expanded` are not drawn on their own."""
     figure = go.Figure()
+    groups = list(groups) if axis == "epoch" else []
+    hidden = {name for group in groups if group.label not in expanded for name in group.members}
+    for number, group in enumerate(groups):
+        figure.add_traces(group_traces(data, group, metric, COLOURS[(len(run_dirs) + number) % len(COLOURS)], spread))
     unit, scale = time_unit(data[f"{axis}_s"]) if axis in ("elapsed", "training") and not data.empty else ("", 1.0)
     marks: list[dict] = []
     xs: list = []
@@ -241,6 +252,8 @@ def build_figure(data: pd.DataFrame, run_dirs: dict[str, Path], metric: str, axi
         if frame.empty or metric not in frame or frame[metric].isna().all():
             continue
         colour = COLOURS[index % len(COLOURS)]
+        if name in hidden:
+            continue
         x = x_values(frame, axis, scale)
         xs += list(x)
         custom = frame[["run", "chunk", "epoch", metric]].to_numpy()
@@ -289,6 +302,68 @@ def build_figure(data: pd.DataFrame, run_dirs: dict[str, Path], metric: str, axi
     return figure
 
 
+def group_curve(data: pd.DataFrame, members, column: str) -> pd.DataFrame:
+    """Per epoch, over the members' values of `column`: mean, sd (sample), min, max and n (members with
+    a value at that epoch)."""
+    frame = data[data["run"].isin(list(members))] if not data.empty and column in data else pd.DataFrame()
+    if frame.empty:
+        return pd.DataFrame(columns=["epoch", "mean", "sd", "min", "max", "n"])
+    values = pd.to_numeric(frame[column], errors="coerce").groupby(frame["epoch"])
+    curve = pd.DataFrame({"mean": values.mean(), "sd": values.std(ddof=1).fillna(0.0), "min": values.min(),
+                          "max": values.max(), "n": values.count()}).dropna(subset=["mean"])
+    return curve.reset_index()
+
+
+def _rgba(colour: str, alpha: float) -> str:
+    red, green, blue = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red},{green},{blue},{alpha})"
+
+
+def group_traces(data: pd.DataFrame, group, metric: str, colour: str, spread: str) -> list[go.Scatter]:
+    """A seed group on the epoch axis: the band's lower edge, its upper edge filled down to it
+    (fill="tonexty"), and the mean curve named for the group (of the smoothed values)."""
+    curve = group_curve(data, group.members, f"{metric}_smoothed")
+    if curve.empty:
+        return []
+    low, high = ((curve["mean"] - curve["sd"], curve["mean"] + curve["sd"]) if spread == "sd"
+                 else (curve["min"], curve["max"]))
+    what = "mean ± 1 sd" if spread == "sd" else "min-max"
+    custom = curve[["n", "mean", "sd", "min", "max"]].to_numpy()
+    hover = (f"{group.label}<br>epoch %{{x}}<br>{metric} mean %{{customdata[1]:.4f}} ± %{{customdata[2]:.4f}}"
+             "<br>min %{customdata[3]:.4f}, max %{customdata[4]:.4f}<br>%{customdata[0]} runs<extra></extra>")
+    edge = {"color": colour, "width": 0}
+    return [
+        go.Scatter(x=curve["epoch"], y=low, mode="lines", line=edge, name=f"{group.label} {what} (low)",
+                   legendgroup=f"group:{group.label}", showlegend=False, hoverinfo="skip"),
+        go.Scatter(x=curve["epoch"], y=high, mode="lines", line=edge, fill="tonexty",
+                   fillcolor=_rgba(colour, BAND_OPACITY), name=f"{group.label} {what}",
+                   legendgroup=f"group:{group.label}", showlegend=False, hoverinfo="skip"),
+        go.Scatter(x=curve["epoch"], y=curve["mean"], mode="lines", line={"color": colour, "width": 3},
+                   name=group.label, legendgroup=f"group:{group.label}", customdata=custom, hovertemplate=hover),
+    ]
+
+
+@st.cache_data(show_spinner=False, max_entries=1000)
+def _config_cached(path: str, signature: tuple):
+    return runs_mod.read_config(Path(path))
+
+
+def run_configs(run_dirs: dict[str, Path]) -> dict:
+    """{name: RunConfig} of the runs whose config.json reads, re-read only when it changes."""
+    configs = {}
+    for name, run_dir in run_dirs.items():
+        try:
+            configs[name] = _config_cached(str(run_dir), common.run_signature(run_dir))
+        except (QuickDrawError, OSError):
+            continue
+    return configs
+
+
+def difference_table(rows: list[dict]) -> pd.DataFrame:
+    """pipeline.runs.config_differences rows as text cells ("-": the run has no such field)."""
+    return pd.DataFrame([{key: "-" if v is None else str(v) for key, v in row.items()} for row in rows])
+
+
 def figure_png(figure: go.Figure) -> bytes:
     """PNG through kaleido (needs a Chrome: the system Chromium is used when kaleido finds none)."""
     import os
@@ -324,11 +399,32 @@ def render() -> None:
         st.info("Pick runs above, or tick them on the Runs page.")
         return
     run_dirs = {name: Path(by_name[name]["path"]) for name in names}
+    configs = run_configs(run_dirs)
     data = merged_history(run_dirs, metric, smoothing)
     if data.empty:
         st.info("The selected runs have no finished epoch yet.")
         return
-    figure = build_figure(data, run_dirs, metric, axis, smoothing, show_events)
+    groups = runs_mod.seed_groups(configs)
+    spread, expanded = "sd", set()
+    if groups:
+        g1, g2, g3 = st.columns([2, 3, 5])
+        grouping = g1.toggle("Group seeds", value=True, key="compare_group_seeds",
+                             help="Runs whose configs differ only in their seed: a mean curve with a band.")
+        spread = SPREADS[g2.radio("Band", list(SPREADS), key="compare_spread", horizontal=True,
+                                  disabled=not grouping or axis != "epoch")]
+        for group in groups:
+            if g3.toggle(f"Show members of {group.label}", key=f"compare_members:{group.label}",
+                         disabled=not grouping or axis != "epoch"):
+                expanded.add(group.label)
+        if not grouping:
+            groups = []
+        elif axis != "epoch":
+            st.caption("Seed groups are drawn on the epoch axis only (their members' epochs line up, their times "
+                       "do not): each run is drawn on its own here.")
+        else:
+            st.caption(f"Seed groups: {'; '.join(f'{g.label}: ' + ', '.join(g.members) for g in groups)}. The line "
+                       f"is the members' mean, the band {'one standard deviation either side' if spread == 'sd' else 'their min to max'}.")
+    figure = build_figure(data, run_dirs, metric, axis, smoothing, show_events, groups, spread, expanded)
     st.plotly_chart(figure, width="stretch", key="compare_chart")
     if axis != "epoch":
         untimed = sorted(set(data["run"]) - set(data.loc[data["time"].notna(), "run"]))
@@ -352,6 +448,14 @@ def render() -> None:
     st.dataframe(pd.DataFrame(best_rows), hide_index=True, key="compare_best")
     st.caption("Recipe of each run (config.json)")
     st.dataframe(pd.DataFrame(recipe_rows(run_dirs)), hide_index=True, key="compare_recipe")
+    if len(configs) >= 2:
+        every = st.toggle("All fields", key="compare_diff_all", help="Every field of config.json, not only those that differ.")
+        differences = runs_mod.config_differences(configs, all_fields=every)
+        st.caption("Every configuration field (config.json)" if every else "What differs between the compared runs (config.json)")
+        if differences:
+            st.dataframe(difference_table(differences), hide_index=True, key="compare_diff")
+        else:
+            st.caption("Their configurations are the same apart from names, dates and versions.")
 
     c1, c2 = st.columns(2)
     export_columns = [c for c in ["run", "epoch", "chunk", "started", "ended", *METRIC_COLUMNS, f"{metric}_smoothed"]

@@ -437,8 +437,8 @@ def strokes_svg(strokes, size: int = CANVAS_SIZE) -> str:
 
 
 def _show_strokes(objects) -> None:
-    """What reached Python: the stroke count and a picture of the strokes as received; the JSON is a
-    download. Tests read the JSON from the hidden code element in `st.container(key="draw-strokes")`."""
+    """What reached Python, for people: the stroke count and a picture of the strokes as received; the
+    JSON is a download (scripts read it from `_strokes_for_scripts`)."""
     from pipeline.errors import DrawingError
     from pipeline.strokes import parse_any
 
@@ -456,8 +456,13 @@ def _show_strokes(objects) -> None:
                      "as received (canvas pixels; numbered in drawing order)")
         st.download_button("Download the strokes (JSON)", text, file_name="strokes.json", mime="application/json",
                            key="draw_strokes_download", on_click="ignore")
-        with st.container(key="draw-strokes"):  # machine-readable, for browser tests and scripts
-            st.html(f'<code hidden class="draw-strokes-json">{html.escape(text)}</code>')
+
+
+def _strokes_for_scripts(objects) -> None:
+    """The strokes that reached Python as JSON in a hidden element, before the guesses: a script that
+    sees the guess for N strokes then reads the N strokes it was made from, never the previous run's."""
+    with st.container(key="draw-strokes"):
+        st.html(f'<code hidden class="draw-strokes-json">{html.escape(json.dumps(objects, separators=(",", ":")))}</code>')
 
 
 def render() -> None:
@@ -489,6 +494,7 @@ def render() -> None:
         if not has_ink(objects):
             st.info("Draw something on the canvas - the guesses appear as you draw.")
             return
+        _strokes_for_scripts(objects)
         chosen = [first] + ([second] if second != NONE else [])
         columns = st.columns(len(chosen))
         by_name = {r["name"]: Path(r["path"]) for r in runs}

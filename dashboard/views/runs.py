@@ -107,6 +107,51 @@ def filter_rows(rows: list[dict], search: str, models: list[str], statuses: list
     return out
 
 
+@st.cache_data(show_spinner=False, max_entries=1000)
+def _config_cached(path: str, signature: tuple):
+    return runs_mod.read_config(Path(path))
+
+
+def run_configs(rows: list[dict]) -> dict:
+    """{name: RunConfig} of the rows' runs whose config.json reads, re-read only when it changes."""
+    configs = {}
+    for r in rows:
+        try:
+            configs[r["name"]] = _config_cached(r["path"], common.run_signature(Path(r["path"])))
+        except (QuickDrawError, OSError):
+            continue
+    return configs
+
+
+def plus_minus(stats: tuple) -> str:
+    """(mean, sd, n) of pipeline.runs.mean_sd as "0.7412 ± 0.0021"; MISSING without values."""
+    mean, sd, _ = stats
+    if mean is None:
+        return MISSING
+    return f"{mean:.4f} ± {sd:.4f}" if sd is not None else f"{mean:.4f}"
+
+
+def seed_group_table(rows: list[dict]) -> pd.DataFrame:
+    """One row per seed group (pipeline.runs.seed_groups) of the rows' runs: its members, count and the
+    mean ± sd of their test top-1 / top-3 (eval.json) and best val top-3."""
+    by_name = {r["name"]: r for r in rows}
+    records = []
+    for group in runs_mod.seed_groups(run_configs([r for r in rows if r["status"] != "damaged"])):
+        metrics = runs_mod.seed_group_metrics(group, by_name)
+        evaluated = metrics["test_top1"][2]
+        records.append({
+            "group": group.label, "runs": len(group.members), "members": ", ".join(group.members),
+            "seeds": ", ".join(map(str, group.seeds)),
+            "test top-1 (mean ± sd)": plus_minus(metrics["test_top1"]),
+            "test top-3 (mean ± sd)": plus_minus(metrics["test_top3"]),
+            "evaluated": f"{evaluated} of {len(group.members)}",
+            "best val top-3 (mean ± sd)": plus_minus(metrics["best_val_top3"]),
+        })
+    return pd.DataFrame.from_records(records, columns=[
+        "group", "runs", "members", "seeds", "test top-1 (mean ± sd)", "test top-3 (mean ± sd)", "evaluated",
+        "best val top-3 (mean ± sd)"])
+
+
 def _sync_selection() -> None:
     st.session_state[common.SELECTED_KEY] = list(st.session_state.get("runs_compare_widget", []))
 
@@ -156,6 +201,12 @@ def render() -> None:
     damaged = [r for r in shown if r["status"] == "damaged"]
     for r in damaged:
         st.warning(f"**{r['name']}** is damaged: {r.get('damaged')}")
+    groups = seed_group_table(shown)
+    if not groups.empty:
+        st.subheader("Seed groups")
+        st.dataframe(groups, hide_index=True, width="stretch", key="runs_seed_groups")
+        st.caption("Runs whose configs differ only in their seed (names, dates and versions aside); sd is the "
+                   "sample standard deviation over the members. Compare draws a group as its mean curve with a band.")
 
     # Selection for Compare: kept outside the widget's key so it survives visits to other pages.
     names = [r["name"] for r in rows if r["status"] != "damaged"]
@@ -165,6 +216,18 @@ def render() -> None:
         st.session_state["runs_compare_widget"] = selected
     st.multiselect("Runs to compare (shown on the Compare page)", names, key="runs_compare_widget",
                    on_change=_sync_selection)
+    chosen = run_configs([r for r in rows if r["name"] in st.session_state.get("runs_compare_widget", [])])
+    if len(chosen) >= 2:
+        every = st.toggle("All fields", key="runs_diff_all", help="Every field of config.json, not only those that differ.")
+        differences = runs_mod.config_differences(
+            {n: chosen[n] for n in st.session_state["runs_compare_widget"] if n in chosen}, all_fields=every)
+        st.caption("Every configuration field of the selected runs (config.json)" if every
+                   else "What differs between the selected runs (config.json)")
+        if differences:
+            st.dataframe(pd.DataFrame([{key: MISSING if v is None else str(v) for key, v in row.items()}
+                                       for row in differences]), hide_index=True, key="runs_diff")
+        else:
+            st.caption("Their configurations are the same apart from names, dates and versions.")
 
     all_names = [r["name"] for r in rows]
     with st.expander("Rename or delete a run"):

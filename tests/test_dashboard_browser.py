@@ -407,6 +407,7 @@ def test_compare_marks_name_their_run_and_never_overlap(newcomer_dashboard, page
     plot = page.locator(".js-plotly-plot").first
     expect(plot).to_contain_text("mobilenet-56", timeout=60_000)
     expect(plot.locator(".legendtext")).to_contain_text(["cnn-56", "mobilenet-56", "chunk start", "stopped", "crash"])
+    _wait_idle(page)  # the plot's final layout: the marks' positions below stay where they are
     found = page.evaluate(_COMPARE_MARKS)
     marks = found["marks"]
     assert found["annotations"] == 0
@@ -417,7 +418,8 @@ def test_compare_marks_name_their_run_and_never_overlap(newcomer_dashboard, page
             assert abs(a["x"] - b["x"]) >= found["size"] or abs(a["y"] - b["y"]) >= found["size"], (a, b)
     hover = page.locator(".hoverlayer .hovertext").first
     for mark in marks:
-        page.mouse.move(mark["x"], mark["y"])
+        page.mouse.move(5, 5)  # off the plot first: each mark gets a fresh hover, not the previous one's label
+        page.mouse.move(mark["x"], mark["y"], steps=4)
         expect(hover).to_contain_text(mark["text"].split("<br>")[0], timeout=5_000)
         other = "mobilenet-56" if mark["run"] == "cnn-56" else "(cnn-56)"
         assert mark["run"] in hover.text_content() and other not in hover.text_content()

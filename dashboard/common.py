@@ -132,6 +132,22 @@ def history(run_dir: Path) -> list[dict]:
 
 
 @st.cache_data(show_spinner=False, max_entries=1000)
+def _config_cached(path: str, signature: tuple):
+    return runs_mod.read_config(Path(path))
+
+
+def run_configs(run_dirs: dict[str, Path]) -> dict:
+    """{name: RunConfig} of the runs whose config.json reads, re-read only when their files change."""
+    configs = {}
+    for name, run_dir in run_dirs.items():
+        try:
+            configs[name] = _config_cached(str(run_dir), run_signature(Path(run_dir)))
+        except (RunError, OSError):
+            continue
+    return configs
+
+
+@st.cache_data(show_spinner=False, max_entries=1000)
 def _events_cached(path: str, mtime: float) -> list[dict]:
     return runs_mod.read_events(Path(path))
 

@@ -167,14 +167,11 @@ def _tensorflow(args) -> None:
 def _refuse_if_training(run_dir: Path) -> None:
     """Refuse at once (before TensorFlow loads) to train a run another trainer holds; the lock taken
     in pipeline.chunks stays the rule, this only spares the wait."""
-    from pipeline.errors import RunError
-    from pipeline.runs import read_lock
+    from pipeline.runs import read_lock, training_refusal
 
     holder = read_lock(run_dir)
     if holder:
-        pid = holder.get("pid", "unknown")
-        raise RunError(f"run '{run_dir.name}' is being trained by PID {pid}; wait for it, or stop it "
-                       f"(`kill {pid}` saves and stops at the end of the current batch).")
+        raise training_refusal(run_dir, holder.get("pid", "unknown"))
 
 
 # ---------------------------------------------------------------- data commands

@@ -424,6 +424,12 @@ def read_lock(run_dir: Path) -> dict | None:
     return None
 
 
+def training_refusal(run_dir: Path, pid) -> RunError:
+    """The error for a second trainer of a run that PID `pid` is training."""
+    return RunError(f"run '{Path(run_dir).name}' is being trained by PID {pid}; wait for it, or stop it "
+                    f"(`kill {pid}` saves and stops at the end of the current batch).")
+
+
 class RunLock:
     """`fcntl.flock` on runs/<id>/.lock, held for as long as the trainer lives: the kernel lets exactly
     one process hold it, and frees it when that process dies (no stale lock to take over by hand).
@@ -449,10 +455,7 @@ class RunLock:
                     break
                 time.sleep(0.02)
             pid = (holder or {}).get("pid", "unknown")
-            raise RunError(
-                f"run '{self.run_dir.name}' is being trained by PID {pid}; wait for it, or stop it "
-                f"(`kill {pid}` saves and stops at the end of the current batch)."
-            ) from None
+            raise training_refusal(self.run_dir, pid) from None
         previous = os.read(fd, 4096).decode("utf-8", errors="replace")
         try:
             left = json.loads(previous).get("pid") if previous.strip() else None

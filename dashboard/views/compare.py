@@ -63,7 +63,6 @@ def default_selection(summaries: list[dict]) -> list[str]:
 
 def recipe_rows(run_dirs: dict[str, Path]) -> list[dict]:
     """One row per run: model, data and every recipe choice recorded in its config.json."""
-    from pipeline.errors import QuickDrawError
     from pipeline.recipe import describe
     from pipeline.runs import read_config
 
@@ -343,22 +342,6 @@ def group_traces(data: pd.DataFrame, group, metric: str, colour: str, spread: st
     ]
 
 
-@st.cache_data(show_spinner=False, max_entries=1000)
-def _config_cached(path: str, signature: tuple):
-    return runs_mod.read_config(Path(path))
-
-
-def run_configs(run_dirs: dict[str, Path]) -> dict:
-    """{name: RunConfig} of the runs whose config.json reads, re-read only when it changes."""
-    configs = {}
-    for name, run_dir in run_dirs.items():
-        try:
-            configs[name] = _config_cached(str(run_dir), common.run_signature(run_dir))
-        except (QuickDrawError, OSError):
-            continue
-    return configs
-
-
 def difference_table(rows: list[dict]) -> pd.DataFrame:
     """pipeline.runs.config_differences rows as text cells ("-": the run has no such field)."""
     return pd.DataFrame([{key: "-" if v is None else str(v) for key, v in row.items()} for row in rows])
@@ -399,7 +382,7 @@ def render() -> None:
         st.info("Pick runs above, or tick them on the Runs page.")
         return
     run_dirs = {name: Path(by_name[name]["path"]) for name in names}
-    configs = run_configs(run_dirs)
+    configs = common.run_configs(run_dirs)
     data = merged_history(run_dirs, metric, smoothing)
     if data.empty:
         st.info("The selected runs have no finished epoch yet.")

@@ -107,22 +107,6 @@ def filter_rows(rows: list[dict], search: str, models: list[str], statuses: list
     return out
 
 
-@st.cache_data(show_spinner=False, max_entries=1000)
-def _config_cached(path: str, signature: tuple):
-    return runs_mod.read_config(Path(path))
-
-
-def run_configs(rows: list[dict]) -> dict:
-    """{name: RunConfig} of the rows' runs whose config.json reads, re-read only when it changes."""
-    configs = {}
-    for r in rows:
-        try:
-            configs[r["name"]] = _config_cached(r["path"], common.run_signature(Path(r["path"])))
-        except (QuickDrawError, OSError):
-            continue
-    return configs
-
-
 def plus_minus(stats: tuple) -> str:
     """(mean, sd, n) of pipeline.runs.mean_sd as "0.7412 ± 0.0021"; MISSING without values."""
     mean, sd, _ = stats
@@ -136,7 +120,7 @@ def seed_group_table(rows: list[dict]) -> pd.DataFrame:
     mean ± sd of their test top-1 / top-3 (eval.json) and best val top-3."""
     by_name = {r["name"]: r for r in rows}
     records = []
-    for group in runs_mod.seed_groups(run_configs([r for r in rows if r["status"] != "damaged"])):
+    for group in runs_mod.seed_groups(common.run_configs({r["name"]: Path(r["path"]) for r in rows if r["status"] != "damaged"})):
         metrics = runs_mod.seed_group_metrics(group, by_name)
         evaluated = metrics["test_top1"][2]
         records.append({
@@ -216,7 +200,8 @@ def render() -> None:
         st.session_state["runs_compare_widget"] = selected
     st.multiselect("Runs to compare (shown on the Compare page)", names, key="runs_compare_widget",
                    on_change=_sync_selection)
-    chosen = run_configs([r for r in rows if r["name"] in st.session_state.get("runs_compare_widget", [])])
+    chosen = common.run_configs({r["name"]: Path(r["path"]) for r in rows
+                                  if r["name"] in st.session_state.get("runs_compare_widget", [])})
     if len(chosen) >= 2:
         every = st.toggle("All fields", key="runs_diff_all", help="Every field of config.json, not only those that differ.")
         differences = runs_mod.config_differences(

@@ -357,6 +357,27 @@ _COMPARE_MARKS = """() => {
 }"""
 
 
+def _hover_mark(page, index: int, attempts: int = 3) -> str:
+    """The hover label shown with the mouse on mark `index`. The page may redraw the plot while the mouse
+    rests there (a run's files changed and the page's watcher reran it: earlier tests share this server),
+    which removes the label; so the mark's position is read afresh on an idle page and hovered again."""
+    from playwright.sync_api import expect
+
+    hover = page.locator(".hoverlayer .hovertext").first
+    for attempt in range(attempts):
+        _wait_idle(page)
+        mark = page.evaluate(_COMPARE_MARKS)["marks"][index]
+        page.mouse.move(5, 5)  # off the plot first: each mark gets a fresh hover, not the previous one's label
+        page.mouse.move(mark["x"], mark["y"], steps=4)
+        try:
+            expect(hover).to_contain_text(mark["text"].split("<br>")[0], timeout=5_000)
+            return hover.text_content()
+        except AssertionError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def test_every_page_opens_by_its_url_path(newcomer_dashboard, page):
     """/runs, /compare, ... opened directly show their page, not "Page not found"."""
     from playwright.sync_api import expect
@@ -416,13 +437,11 @@ def test_compare_marks_name_their_run_and_never_overlap(newcomer_dashboard, page
     for i, a in enumerate(marks):
         for b in marks[i + 1:]:
             assert abs(a["x"] - b["x"]) >= found["size"] or abs(a["y"] - b["y"]) >= found["size"], (a, b)
-    hover = page.locator(".hoverlayer .hovertext").first
-    for mark in marks:
-        page.mouse.move(5, 5)  # off the plot first: each mark gets a fresh hover, not the previous one's label
-        page.mouse.move(mark["x"], mark["y"], steps=4)
-        expect(hover).to_contain_text(mark["text"].split("<br>")[0], timeout=5_000)
+    for index in range(len(marks)):
+        hover = _hover_mark(page, index)
+        mark = marks[index]
         other = "mobilenet-56" if mark["run"] == "cnn-56" else "(cnn-56)"
-        assert mark["run"] in hover.text_content() and other not in hover.text_content()
+        assert mark["text"].split("<br>")[0] in hover and mark["run"] in hover and other not in hover, (mark, hover)
     page.mouse.move(5, 5)
 
     for choice, title in (("time since start", "time since the run started, in minutes"),

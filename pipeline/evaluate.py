@@ -9,6 +9,12 @@ inside, and never replaces the test split's. Each holds top-1, top-3, MAP@3 (the
 per-class accuracy, the confusion matrix, the top confusions and a sample of misclassified drawings
 with what the model said; `list_evaluations(run_dir)` says which evaluations a run has.
 
+`compare_evaluations(a, b)` (`compare_test_splits(run_dir_a, run_dir_b)` for two runs' eval.json) says
+which classes changed between two runs' test-split evaluations, for the Evaluate page's "Compare with
+another run": per-class top-1 of A and B and their delta, the confusion matrix difference A - B and the
+confusion pairs that changed most. Both must cover the same classes (in any order): a model of other
+classes makes other mistakes, so a difference over the shared classes would not say what changed.
+
 `check_evaluation` makes the checks that need no model (the run's model file, its data or the
 folder) so the command line refuses a mistake before it loads TensorFlow.
 """
@@ -291,3 +297,87 @@ def format_report(result: dict) -> str:
         lines.append("top confusions: " + ", ".join(f"{c['true']}->{c['pred']} ({c['count']})"
                                                    for c in result["top_confusions"][:5]))
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- comparing two runs' test splits
+@dataclass(frozen=True)
+class EvaluationComparison:
+    """Two test-split evaluations side by side, over A's class order (B's rows and columns reordered)."""
+
+    run_a: str
+    run_b: str
+    classes: list[str]
+    per_class: list[dict]  # {class, n_a, n_b, top1_a, top1_b, delta (A - B)}, best delta first
+    confusion_a: np.ndarray  # counts, rows true, columns predicted
+    confusion_b: np.ndarray
+    difference: np.ndarray  # confusion_a - confusion_b
+    changed_confusions: list[dict]  # {true, pred, a, b, delta}: off-diagonal pairs, largest |delta| first
+    same_drawings: bool  # every class has as many test drawings in A as in B (same data and split)
+    top1_a: float
+    top1_b: float
+
+
+def classes_of_test_split(run_dir: Path | str) -> list[str] | None:
+    """The classes of a run's test-split evaluation (runs/<run>/eval.json), None when it has none or it
+    is unreadable: which runs can be compared with which."""
+    try:
+        result = read_json(Path(run_dir) / "eval.json")
+    except (RunError, OSError):
+        return None
+    if not isinstance(result, dict) or str(result.get("data") or TEST_SPLIT) != TEST_SPLIT:
+        return None
+    classes = result.get("classes")
+    return list(classes) if isinstance(classes, list) else None
+
+
+def compare_evaluations(a: dict, b: dict, top: int = 20) -> EvaluationComparison:
+    """Evaluation A against B (both as pipeline.evaluate writes them, test split): per-class top-1 delta
+    A - B sorted best first, confusion difference A - B and the `top` off-diagonal pairs whose count
+    changed most. QuickDrawError when either is not a test-split evaluation or their classes differ."""
+    name_a, name_b = str(a.get("run") or "A"), str(b.get("run") or "B")
+    for name, result in ((name_a, a), (name_b, b)):
+        if str(result.get("data") or TEST_SPLIT) != TEST_SPLIT:
+            raise QuickDrawError(f"the evaluation of '{name}' is of the folder {result.get('data')}, not the test "
+                                 f"split; compare test splits (`python -m pipeline evaluate {name}` writes it).")
+    classes, classes_b = list(a["classes"]), list(b["classes"])
+    if set(classes) != set(classes_b):
+        only_a, only_b = sorted(set(classes) - set(classes_b)), sorted(set(classes_b) - set(classes))
+        raise QuickDrawError(
+            f"runs '{name_a}' and '{name_b}' were evaluated on different classes (only in {name_a}: "
+            f"{', '.join(only_a) or 'none'}; only in {name_b}: {', '.join(only_b) or 'none'}); compare runs "
+            "trained on the same classes.")
+    order = [classes_b.index(c) for c in classes]  # B's rows and columns in A's class order
+    confusion_a = np.asarray(a["confusion"], dtype=np.int64)
+    confusion_b = np.asarray(b["confusion"], dtype=np.int64)[np.ix_(order, order)]
+    difference = confusion_a - confusion_b
+    per_class = []
+    for name in classes:
+        ca, cb = a["per_class"].get(name), b["per_class"].get(name)
+        if ca is None or cb is None:  # no test drawing of the class in one of them
+            continue
+        per_class.append({"class": name, "n_a": ca["n"], "n_b": cb["n"], "top1_a": ca["top1"],
+                          "top1_b": cb["top1"], "delta": ca["top1"] - cb["top1"]})
+    per_class.sort(key=lambda row: -row["delta"])
+    off_diagonal = np.abs(difference)
+    np.fill_diagonal(off_diagonal, 0)
+    k = len(classes)
+    changed = [{"true": classes[i // k], "pred": classes[i % k], "a": int(confusion_a.flat[i]),
+                "b": int(confusion_b.flat[i]), "delta": int(difference.flat[i])}
+               for i in np.argsort(-off_diagonal, axis=None, kind="stable")[:top] if off_diagonal.flat[i] > 0]
+    same = all(row["n_a"] == row["n_b"] for row in per_class) and len(per_class) == len(a["per_class"]) == len(b["per_class"])
+    return EvaluationComparison(run_a=name_a, run_b=name_b, classes=classes, per_class=per_class,
+                                confusion_a=confusion_a, confusion_b=confusion_b, difference=difference,
+                                changed_confusions=changed, same_drawings=same,
+                                top1_a=float(a["top1"]), top1_b=float(b["top1"]))
+
+
+def compare_test_splits(run_dir_a: Path | str, run_dir_b: Path | str, top: int = 20) -> EvaluationComparison:
+    """`compare_evaluations` of two runs' eval.json; QuickDrawError naming the run without one."""
+    results = []
+    for run_dir in (Path(run_dir_a), Path(run_dir_b)):
+        path = run_dir / "eval.json"
+        if not path.is_file():
+            raise QuickDrawError(f"run '{run_dir.name}' has no test-split evaluation ({path}); "
+                                 f"run `python -m pipeline evaluate {run_dir.name}` first.")
+        results.append({**read_json(path), "run": run_dir.name})
+    return compare_evaluations(*results, top=top)

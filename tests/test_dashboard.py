@@ -943,3 +943,87 @@ def test_runs_page_shows_seed_groups_and_what_differs_between_selected_runs(tmp_
     at.toggle(key="runs_diff_all").set_value(True).run()
     assert {"seed", "model", "classes", "learning_rate"} <= set(_differences(at)["field"])
     assert at.session_state["selected_runs"] == ["cnn-s", "cnn-s-lr"]  # the Compare selection is kept
+
+
+# ---------------------------------------------------------------- Evaluate: compare with another run (issue 12 §5)
+@pytest.fixture(scope="module")
+def shipped_runs(tmp_path_factory) -> Path:
+    """A copy of the repository's runs/ (the page reads them only; the copy keeps them safe anyway)."""
+    import shutil
+
+    runs_dir = tmp_path_factory.mktemp("shipped") / "runs"
+    shutil.copytree(REPO / "runs", runs_dir, ignore=shutil.ignore_patterns("checkpoints", "cache", ".logs", ".lock"))
+    return runs_dir
+
+
+def _figure(at: AppTest, key: str) -> dict:
+    """The plotly figure of the chart with widget key `key` as JSON, typed arrays decoded (2-D ones reshaped)."""
+    import base64
+
+    def decode(value):
+        if isinstance(value, dict) and set(value) >= {"dtype", "bdata"}:
+            array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+            shape = [int(n) for n in str(value.get("shape", len(array))).split(",")]
+            return array.reshape(shape)
+        return value
+
+    chart = next(c for c in at.get("plotly_chart") if key in c.proto.id)
+    spec = json.loads(chart.proto.spec)
+    spec["data"] = [{name: decode(value) for name, value in trace.items()} for trace in spec["data"]]
+    return spec
+
+
+def test_evaluate_page_compares_two_shipped_runs_and_a_picked_pair_filters_the_gallery(shipped_runs, monkeypatch):
+    from dashboard.views.evaluate import NO_RUN
+    from pipeline.evaluate import compare_test_splits
+
+    monkeypatch.setenv("QUICKDRAW_RUNS", str(shipped_runs))
+    at = page_test("evaluate").run()
+    at.selectbox(key="evaluate_run").set_value("cnn-56").run()
+    assert not at.exception, at.exception
+    classes = set(json.loads((shipped_runs / "cnn-56" / "eval.json").read_text())["classes"])
+    same = sorted(path.parent.name for path in shipped_runs.glob("*/eval.json")
+                  if path.parent.name != "cnn-56" and set(json.loads(path.read_text())["classes"]) == classes)
+    offered = at.selectbox(key="evaluate_compare_run").options
+    assert offered == [NO_RUN, *same] and "mobilenet-56" in same and "strokes-exp-bitmap28" not in offered
+    assert len(at.get("plotly_chart")) == 2  # no run B yet: the comparison's charts are not drawn
+
+    at.selectbox(key="evaluate_compare_run").set_value("mobilenet-56").run()
+    assert not at.exception, at.exception
+    compared = compare_test_splits(shipped_runs / "cnn-56", shipped_runs / "mobilenet-56")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["A - B"] == f"{compared.top1_a - compared.top1_b:+.4f}"
+    bars = _figure(at, "evaluate_compare_deltas")["data"][0]
+    assert list(bars["y"]) == [row["class"] for row in compared.per_class]
+    assert list(bars["x"]) == sorted(bars["x"], reverse=True)  # best first, worst last
+    heatmap, cells = _figure(at, "evaluate_compare_heatmap")["data"]
+    assert heatmap["type"] == "heatmap" and heatmap["zmid"] == 0 and list(heatmap["x"]) == compared.classes
+    z = np.asarray(heatmap["z"], dtype=float)
+    assert z.shape == (56, 56) and np.isnan(np.diag(z)).all()
+    off_diagonal = ~np.eye(56, dtype=bool)
+    assert (z[off_diagonal] == compared.difference[off_diagonal]).all()
+    assert len(cells["x"]) == 56 * 55 and "true %{y} -> predicted %{x}: A %{customdata[0]}" in cells["hovertemplate"]
+
+    pair = compared.changed_confusions[1]
+    at.selectbox(key="evaluate_compare_pair").set_value(pair).run()
+    assert not at.exception, at.exception
+    assert (at.selectbox(key="evaluate_gallery_class").value, at.selectbox(key="evaluate_gallery_pred").value) == (
+        pair["true"], pair["pred"])
+    counts = [c.value for c in at.caption if c.value.startswith("Showing ")]
+    assert counts[0].startswith(f"Showing {sum(1 for w in json.loads((shipped_runs / 'cnn-56' / 'eval.json').read_text())['misclassified'] if (w['true'], w['pred']) == (pair['true'], pair['pred']))} "
+                                f"of {pair['a']} {pair['true']} -> {pair['pred']} mistakes.")
+    assert counts[1].startswith("Showing ") and f"of {pair['b']} {pair['true']} -> {pair['pred']} mistakes." in counts[1]
+    images = [img.proto.imgs[0].caption for img in at.get("image")]
+    assert all(caption == f"{pair['true']} -> {pair['pred']}" for caption in images)
+
+
+def test_a_click_on_the_difference_heatmap_names_its_pair():
+    from dashboard.views.evaluate import pair_of_selection
+
+    # What st.plotly_chart's on_select holds after a click on a cell (its invisible marker).
+    event = {"selection": {"points": [{"x": "dog", "y": "cat", "customdata": [69, 42, 27], "curve_number": 1,
+                                       "point_number": 1240, "point_index": 1240}],
+                           "point_indices": [1240], "box": [], "lasso": []}}
+    assert pair_of_selection(event) == ("cat", "dog")
+    assert pair_of_selection({"selection": {"points": [], "point_indices": [], "box": [], "lasso": []}}) is None
+    assert pair_of_selection(None) is None

@@ -5,7 +5,8 @@ checks that the top-3 shown equals pipeline.predict's top-3 for the strokes the 
 replays 40 real drawings, each on a freshly opened Draw page over the shipped runs, briskly and at a
 human pace (tests/draw_replay.py), and checks that every stroke drawn reaches Python with every point,
 that the guess equals pipeline.predict's on the original strokes and shows within a second; starts a tiny training run from the Train page and watches it appear on Runs and Compare; opens every
-page over the repository's runs/ as a fresh clone would; saves a screenshot of every page (into the
+page over the repository's runs/ as a fresh clone would; compares cnn-56 with mobilenet-56 on Evaluate
+(a click on the difference heatmap filters the gallery); saves a screenshot of every page (into the
 test's tmp folder; the README's pictures also into $QUICKDRAW_SCREENSHOTS when set).
 """
 
@@ -708,4 +709,93 @@ def test_compare_groups_the_shipped_seeds_into_a_band_and_expands_them(shipped_d
     expect(plot.locator(".legendtext")).to_contain_text(["cnn-56-seed1"], timeout=30_000)
     _wait_idle(page)
     assert "cnn-56 (2 seeds)" in plot.locator(".legendtext").all_text_contents()
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+# ---------------------------------------------------------------- Evaluate: which classes changed (issue 12 §5)
+# The difference heatmap of the Evaluate page's "Compare with another run": its size, how many class
+# labels each axis shows, and where (on the screen) the cell of a true and a predicted class is.
+_HEATMAP_CELL = """([trueClass, predClass]) => {
+  const gd = document.querySelector('.st-key-evaluate_compare_heatmap .js-plotly-plot');
+  const layout = gd._fullLayout, box = gd.getBoundingClientRect(), z = gd.calcdata[0][0].z;
+  return {type: gd._fullData[0].type, rows: z.length, columns: z[0].length,
+          xticks: gd.querySelectorAll('g.xtick').length, yticks: gd.querySelectorAll('g.ytick').length,
+          x: box.left + layout._size.l + layout.xaxis.l2p(layout.xaxis.d2l(predClass)),
+          y: box.top + layout._size.t + layout.yaxis.l2p(layout.yaxis.d2l(trueClass))};
+}"""
+
+
+def _pick(page, key: str, option: str) -> None:
+    """Choose `option` in the selectbox of widget key `key`. A rerun still redrawing the page can close
+    the list just opened (the page reads idle before a rerun's first message arrives): then again."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _attempt in range(5):
+        page.locator(f".st-key-{key}").get_by_role("combobox").click()
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=5_000)
+            break
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+            _wait_idle(page)
+    else:
+        raise AssertionError(f"{key} never offered {option!r}")
+    _wait_idle(page)
+
+
+def test_evaluate_compares_two_runs_and_a_heatmap_click_or_a_pair_filters_the_gallery(shipped_dashboard, page, tmp_path):
+    """Over the shipped runs: cnn-56 against mobilenet-56 (56 classes) shows the per-class deltas and the
+    A - B heatmap with every class labelled; hovering a cell names the pair and both counts, clicking it
+    filters the misclassified gallery to that pair for A and B, and so does picking a top changed pair."""
+    from playwright.sync_api import expect
+
+    from pipeline.evaluate import compare_test_splits
+
+    runs_dir = shipped_dashboard["runs_dir"]
+    compared = compare_test_splits(runs_dir / "cnn-56", runs_dir / "mobilenet-56")
+    first, second = compared.changed_confusions[:2]
+    _open(page, shipped_dashboard["base"], "evaluate")
+    _pick(page, "evaluate_run", "cnn-56")
+    _pick(page, "evaluate_compare_run", "mobilenet-56")
+    heatmap = page.locator(".st-key-evaluate_compare_heatmap .js-plotly-plot")
+    expect(heatmap).to_be_visible(timeout=60_000)
+    expect(page.locator(".st-key-evaluate_compare_summary")).to_contain_text("A = cnn-56, B = mobilenet-56")
+    _wait_idle(page)
+    heatmap.scroll_into_view_if_needed()
+    cell = page.evaluate(_HEATMAP_CELL, [first["true"], first["pred"]])
+    assert cell["type"] == "heatmap" and cell["rows"] == cell["columns"] == 56
+    assert cell["xticks"] == cell["yticks"] == 56, "every class is labelled on both axes"
+
+    page.mouse.move(5, 5)
+    page.mouse.move(cell["x"], cell["y"], steps=4)
+    hover = page.locator(".hoverlayer .hovertext").first
+    expect(hover).to_contain_text(f"true {first['true']} -> predicted {first['pred']}: A {first['a']}, B {first['b']}, "
+                                  f"A-B {first['delta']:+d}", timeout=10_000)
+    page.mouse.click(cell["x"], cell["y"])
+    count = page.locator(".st-key-evaluate_gallery_count")
+    expect(count).to_contain_text(re.compile(rf"Showing \d+ of {first['a']} {first['true']} (?:->|→) {first['pred']} mistakes"),
+                                  timeout=30_000)
+    expect(page.locator(".st-key-evaluate_gallery_b_count")).to_contain_text(
+        re.compile(rf"Showing \d+ of {first['b']} {first['true']} (?:->|→) {first['pred']} mistakes"))
+    _wait_idle(page)
+    captions = page.locator("[data-testid='stImage']").all_inner_texts()
+    assert captions and all(text.replace("→", "->").startswith(f"{first['true']} -> {first['pred']}")
+                            for text in captions), captions
+    _screenshot(page, tmp_path, "evaluate-compare")
+    # The README's picture: the comparison alone, from the run B picker to the filtered gallery of B.
+    # Streamlit draws a chart only once it is in view: a viewport as tall as the section shows it whole.
+    section = page.locator(".st-key-evaluate_compare")
+    page.set_viewport_size({"width": 1400, "height": int(section.bounding_box()["height"]) + 400})
+    section.scroll_into_view_if_needed()
+    _wait_idle(page)
+    page.wait_for_timeout(1500)  # the charts' resize to the new viewport
+    for folder in filter(None, (tmp_path, os.environ.get("QUICKDRAW_SCREENSHOTS"))):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        section.screenshot(path=str(Path(folder) / "dashboard-evaluate-compare.png"))
+    page.set_viewport_size({"width": 1400, "height": 1000})
+
+    label = f"{second['true']} -> {second['pred']} (A {second['a']}, B {second['b']}, A-B {second['delta']:+d})"
+    _pick(page, "evaluate_compare_pair", label)
+    expect(count).to_contain_text(re.compile(rf"Showing \d+ of {second['a']} {second['true']} (?:->|→) {second['pred']} mistakes"),
+                                  timeout=30_000)
     assert page.locator('[data-testid="stException"]').count() == 0

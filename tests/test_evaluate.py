@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,3 +156,77 @@ def test_evaluating_a_folder_keeps_the_test_split_evaluation(tmp_path, shared):
     assert result["result"]["file"] == str(written.absolute()) and result["result"]["data"] == str(folder.resolve())
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == result["result"]
     assert [e.kind for e in list_evaluations(run)] == ["test", "folder"]
+
+
+# ---------------------------------------------------------------- which classes changed (issue 12 §5)
+REPO_RUNS = Path(__file__).resolve().parents[1] / "runs"
+
+
+def _test_split(run, classes, labels, predicted):
+    """A test-split evaluation as evaluate_run writes it, from labels and predicted classes."""
+    probs = np.full((len(labels), len(classes)), 0.01)
+    probs[np.arange(len(labels)), predicted] = 0.9
+    return {**metrics_from_probabilities(probs, np.asarray(labels), classes), "run": run, "data": "test split"}
+
+
+def test_compare_evaluations_by_hand_with_classes_in_another_order():
+    from pipeline.evaluate import compare_evaluations
+
+    # A: cat 2/3 right (one cat -> dog), dog 1/2 (dog -> cat), fish 2/2.
+    a = _test_split("a", ["cat", "dog", "fish"], [0, 0, 0, 1, 1, 2, 2], [0, 0, 1, 1, 0, 2, 2])
+    # B, its classes in another order: cat 1/3 (cat -> fish twice), dog 2/2, fish 1/2 (fish -> dog).
+    b = _test_split("b", ["fish", "cat", "dog"], [1, 1, 1, 2, 2, 0, 0], [1, 0, 0, 2, 2, 0, 2])
+    compared = compare_evaluations(a, b)
+    assert compared.classes == ["cat", "dog", "fish"] and compared.same_drawings
+    # B reordered to A's classes: rows true, columns predicted.
+    assert compared.confusion_b.tolist() == [[1, 0, 2], [0, 2, 0], [0, 1, 1]]
+    assert compared.difference.tolist() == [[1, 1, -2], [1, -1, 0], [0, -1, 1]]
+    assert [(r["class"], round(r["delta"], 4)) for r in compared.per_class] == [
+        ("fish", 0.5), ("cat", round(2 / 3 - 1 / 3, 4)), ("dog", -0.5)]  # best delta first, worst last
+    assert compared.per_class[1]["top1_a"] == pytest.approx(2 / 3) and compared.per_class[1]["n_b"] == 3
+    changed = compared.changed_confusions
+    assert changed[0] == {"true": "cat", "pred": "fish", "a": 0, "b": 2, "delta": -2}
+    assert {(c["true"], c["pred"], c["delta"]) for c in changed[1:]} == {
+        ("cat", "dog", 1), ("dog", "cat", 1), ("fish", "dog", -1)}
+    assert compared.top1_a == pytest.approx(5 / 7) and compared.top1_b == pytest.approx(4 / 7)
+
+
+def test_compare_evaluations_refuses_other_classes_and_folder_evaluations():
+    from pipeline.errors import QuickDrawError
+    from pipeline.evaluate import compare_evaluations
+
+    a = _test_split("a", ["cat", "dog"], [0, 1], [0, 0])
+    b = _test_split("b", ["cat", "fish"], [0, 1], [0, 1])
+    with pytest.raises(QuickDrawError, match=r"different classes \(only in a: dog; only in b: fish\)"):
+        compare_evaluations(a, b)
+    folder = {**_test_split("b", ["cat", "dog"], [0, 1], [0, 1]), "data": "/drawings"}
+    with pytest.raises(QuickDrawError, match="'b' is of the folder /drawings, not the test split"):
+        compare_evaluations(a, folder)
+    fewer = _test_split("b", ["cat", "dog"], [0, 1, 1], [0, 1, 1])  # another split: more dogs
+    assert not compare_evaluations(a, fewer).same_drawings
+
+
+def test_compare_test_splits_of_the_shipped_runs(tmp_path):
+    from pipeline.errors import QuickDrawError
+    from pipeline.evaluate import classes_of_test_split, compare_test_splits
+
+    a, b = (json.loads((REPO_RUNS / name / "eval.json").read_text()) for name in ("cnn-56", "mobilenet-56"))
+    compared = compare_test_splits(REPO_RUNS / "cnn-56", REPO_RUNS / "mobilenet-56")
+    assert compared.run_a == "cnn-56" and len(compared.classes) == 56 and compared.same_drawings
+    assert (compared.difference == np.asarray(a["confusion"]) - np.asarray(b["confusion"])).all()
+    deltas = [row["delta"] for row in compared.per_class]
+    assert deltas == sorted(deltas, reverse=True) and deltas[0] > 0 > deltas[-1]
+    worst = compared.per_class[-1]
+    assert worst["delta"] == pytest.approx(a["per_class"][worst["class"]]["top1"] - b["per_class"][worst["class"]]["top1"])
+    top = compared.changed_confusions[0]
+    i, j = a["classes"].index(top["true"]), a["classes"].index(top["pred"])
+    off = np.abs(compared.difference)
+    np.fill_diagonal(off, 0)
+    assert abs(top["delta"]) == off.max() and top["a"] == a["confusion"][i][j] and top["b"] == b["confusion"][i][j]
+    assert classes_of_test_split(REPO_RUNS / "qdnet-56") == a["classes"]
+    assert len(classes_of_test_split(REPO_RUNS / "strokes-exp-bitmap28")) == 9
+    assert classes_of_test_split(tmp_path) is None
+    with pytest.raises(QuickDrawError, match=f"run '{tmp_path.name}' has no test-split evaluation"):
+        compare_test_splits(REPO_RUNS / "cnn-56", tmp_path)
+    with pytest.raises(QuickDrawError, match="only in cnn-56: .*airplane"):
+        compare_test_splits(REPO_RUNS / "cnn-56", REPO_RUNS / "strokes-exp-bitmap28")

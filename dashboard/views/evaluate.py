@@ -3,6 +3,11 @@
 confusion matrix as a heatmap with the top confusions, per-class accuracy and a gallery of
 misclassified drawings. Without an evaluation a button runs `python -m pipeline evaluate RUN` in the
 background (a pipeline.jobs job: its state, progress and error are read from its files).
+
+"Compare with another run" (test split only) sets run A, the page's run, against a run B evaluated on
+the same classes (pipeline.evaluate.compare_test_splits): per-class top-1 deltas sorted best first, the
+confusion matrix difference A - B as a heatmap, and the pairs that changed most; clicking a cell or
+picking a pair filters the misclassified gallery to that true -> predicted pair, for A and for B.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import streamlit as st
 from dashboard import common
 from pipeline import evaluate as evaluate_mod
 from pipeline import jobs
+from pipeline.errors import QuickDrawError
 
 GALLERY_COLUMNS = 8
 GALLERY_PAGE = 24  # drawings shown at first and added by each "Show more"
@@ -193,8 +199,9 @@ def render() -> None:
                              margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend={"orientation": "h"})
         st.plotly_chart(figure, width="stretch", key="evaluate_per_class")
 
+    result_b = _compare_section(run) if label == TEST_SPLIT else None
     st.subheader("Misclassified drawings")
-    _gallery(result)
+    _gallery(result, result_b)
 
 
 def _reset_gallery() -> None:
@@ -205,21 +212,47 @@ def _show_more() -> None:
     st.session_state["evaluate_gallery_limit"] = st.session_state.get("evaluate_gallery_limit", GALLERY_PAGE) + GALLERY_PAGE
 
 
-def _gallery(result: dict) -> None:
+def _gallery_filter_choice(key: str, kept_classes: set[str], classes: list[str]) -> list[str]:
+    """The options of a gallery filter: the classes of the kept drawings, and the class chosen by a click
+    on the difference heatmap or a picked pair even when the sample kept none of it (the count then says
+    0 of n). A choice the evaluation does not know (another run's) goes back to (all)."""
+    chosen = st.session_state.get(key)
+    if chosen not in (None, "(all)") and chosen not in classes:
+        st.session_state[key] = "(all)"
+        chosen = None
+    return ["(all)", *sorted(kept_classes | ({chosen} if chosen not in (None, "(all)") else set()))]
+
+
+def _gallery(result: dict, result_b: dict | None = None) -> None:
     """The misclassified drawings the evaluation kept, by true and predicted class, a page at a time,
-    saying how many mistakes there are in all (the confusion matrix counts them all)."""
+    saying how many mistakes there are in all (the confusion matrix counts them all). With a run B
+    compared (its eval.json), B's kept drawings of the same true -> predicted filter follow."""
     wrong = result.get("misclassified") or []
     if not wrong:
         st.caption("None in the sample.")
         return
     c1, c2 = st.columns(2)
-    true = c1.selectbox("True class", ["(all)", *sorted({w["true"] for w in wrong})], key="evaluate_gallery_class",
-                        on_change=_reset_gallery)
-    preds = sorted({w["pred"] for w in wrong if true in ("(all)", w["true"])})
-    pred = c2.selectbox("Predicted as", ["(all)", *preds], key="evaluate_gallery_pred", on_change=_reset_gallery)
+    classes = result["classes"]
+    true = c1.selectbox("True class", _gallery_filter_choice("evaluate_gallery_class", {w["true"] for w in wrong}, classes),
+                        key="evaluate_gallery_class", on_change=_reset_gallery)
+    preds = {w["pred"] for w in wrong if true in ("(all)", w["true"])}
+    pred = c2.selectbox("Predicted as", _gallery_filter_choice("evaluate_gallery_pred", preds, classes),
+                        key="evaluate_gallery_pred", on_change=_reset_gallery)
     true_class, pred_class = (None if true == "(all)" else true), (None if pred == "(all)" else pred)
-    kept = [w for w in wrong if true_class in (None, w["true"]) and pred_class in (None, w["pred"])]
     limit = st.session_state.get("evaluate_gallery_limit", GALLERY_PAGE)
+    shown, kept = _gallery_grid(result, true_class, pred_class, limit, "evaluate_gallery_count")
+    if len(shown) < len(kept):
+        st.button(f"Show more ({len(kept) - len(shown)} more kept)", key="evaluate_gallery_more", on_click=_show_more)
+    if result_b is not None and (true_class or pred_class):
+        st.markdown(f"**Run B, {result_b['run']}**: the same filter")
+        _gallery_grid(result_b, true_class, pred_class, GALLERY_PAGE, "evaluate_gallery_b_count")
+
+
+def _gallery_grid(result: dict, true_class: str | None, pred_class: str | None, limit: int,
+                  count_key: str) -> tuple[list[dict], list[dict]]:
+    """"Showing k of n" and the first `limit` kept drawings of the filter; (shown, kept)."""
+    wrong = result.get("misclassified") or []
+    kept = [w for w in wrong if true_class in (None, w["true"]) and pred_class in (None, w["pred"])]
     shown = kept[:limit]
     which = " -> ".join(c or "any" for c in (true_class, pred_class)) + " " if true_class or pred_class else ""
     total = mistakes_count(result, true_class, pred_class)
@@ -227,7 +260,7 @@ def _gallery(result: dict) -> None:
     if len(kept) < total:
         text += (f" The evaluation kept {len(kept)} of them: it stores a sample of {len(wrong)} of all its "
                  f"{mistakes_count(result):,} misclassified drawings, spread evenly over them.")
-    with st.container(key="evaluate_gallery_count"):
+    with st.container(key=count_key):
         st.caption(text)
     for start in range(0, len(shown), GALLERY_COLUMNS):
         columns = st.columns(GALLERY_COLUMNS)
@@ -236,5 +269,177 @@ def _gallery(result: dict) -> None:
             column.image(misclassified_image(entry), width=84, clamp=True,
                          caption=f"{entry['true']} -> {entry['pred']}")
             column.caption(guesses)
-    if len(shown) < len(kept):
-        st.button(f"Show more ({len(kept) - len(shown)} more kept)", key="evaluate_gallery_more", on_click=_show_more)
+    return shown, kept
+
+
+# ---------------------------------------------------------------- compare with another run
+NO_RUN = "(none)"
+NO_PAIR = "(pick a pair)"
+
+
+@st.cache_data(show_spinner=False, max_entries=200)
+def _test_split_classes_cached(run_dir: str, mtime: float) -> tuple[str, ...] | None:
+    classes = evaluate_mod.classes_of_test_split(Path(run_dir))
+    return tuple(classes) if classes is not None else None
+
+
+def comparable_runs(run: str) -> list[str]:
+    """The other runs with a test-split evaluation over the same classes as `run`'s (in any order)."""
+    own = _test_split_classes_cached(str(common.run_dir_of(run)), _test_split_mtime(run))
+    if own is None:
+        return []
+    names = []
+    for summary in common.run_summaries():
+        path = Path(summary["path"]) / "eval.json"
+        if summary["name"] == run or summary["status"] == "damaged" or not path.is_file():
+            continue
+        theirs = _test_split_classes_cached(str(path.parent), path.stat().st_mtime)
+        if theirs is not None and set(theirs) == set(own):
+            names.append(summary["name"])
+    return sorted(names)
+
+
+@st.cache_data(show_spinner=False, max_entries=20)
+def _comparison_cached(run_dir_a: str, run_dir_b: str, mtimes: tuple) -> evaluate_mod.EvaluationComparison:
+    return evaluate_mod.compare_test_splits(run_dir_a, run_dir_b)
+
+
+def comparison(run_a: str, run_b: str) -> evaluate_mod.EvaluationComparison:
+    """pipeline.evaluate's comparison of the two runs' eval.json, re-read when either changes."""
+    return _comparison_cached(str(common.run_dir_of(run_a)), str(common.run_dir_of(run_b)),
+                              (_test_split_mtime(run_a), _test_split_mtime(run_b)))
+
+
+def delta_figure(compared: evaluate_mod.EvaluationComparison) -> go.Figure:
+    """Per-class top-1 of A minus B as horizontal bars, the best delta at the top, the worst at the bottom."""
+    rows = compared.per_class
+    deltas = [row["delta"] for row in rows]
+    figure = go.Figure(go.Bar(
+        x=deltas, y=[row["class"] for row in rows], orientation="h",
+        marker_color=["#2a9d8f" if d >= 0 else "#e76f51" for d in deltas],
+        customdata=[[row["top1_a"], row["top1_b"], row["n_a"]] for row in rows],
+        hovertemplate="%{y}: A %{customdata[0]:.3f}, B %{customdata[1]:.3f}, A-B %{x:+.3f} "
+                      "(%{customdata[2]} drawings)<extra></extra>"))
+    figure.update_layout(height=max(300, 16 * len(rows) + 80), margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                         xaxis={"title": f"top-1 {compared.run_a} - {compared.run_b}", "zeroline": True},
+                         yaxis={"autorange": "reversed", "tickfont": {"size": 10}, "dtick": 1})
+    return figure
+
+
+def difference_figure(compared: evaluate_mod.EvaluationComparison) -> go.Figure:
+    """The confusion difference A - B over A's class order, diverging colours centred at 0 (red: A makes
+    that mistake more often). The diagonal (drawings right) is left blank: the per-class deltas show it,
+    and its counts would swamp the colour scale.
+
+    Plotly cannot select a heatmap cell (heatmaps have no point selection, so Streamlit's on_select never
+    hears of a click on one): an invisible marker on every off-diagonal cell carries the hover and is what
+    a click selects."""
+    classes = compared.classes
+    difference = compared.difference.astype(float)
+    np.fill_diagonal(difference, np.nan)
+    reach = max(1.0, float(np.nanmax(np.abs(difference)))) if len(classes) > 1 else 1.0
+    figure = go.Figure(go.Heatmap(z=difference, x=classes, y=classes, colorscale="RdBu_r", zmid=0, zmin=-reach,
+                                  zmax=reach, hoverinfo="skip", xgap=1, ygap=1, colorbar={"title": "A - B"}))
+    rows, columns = np.nonzero(~np.eye(len(classes), dtype=bool))
+    figure.add_trace(go.Scatter(
+        x=[classes[j] for j in columns], y=[classes[i] for i in rows], mode="markers", showlegend=False,
+        marker={"symbol": "square", "size": 10, "color": "rgba(0,0,0,0)"},
+        customdata=np.stack([compared.confusion_a[rows, columns], compared.confusion_b[rows, columns],
+                             compared.difference[rows, columns]], axis=-1),
+        hovertemplate="true %{y} -> predicted %{x}: A %{customdata[0]}, B %{customdata[1]}, "
+                      "A-B %{customdata[2]:+d}<extra></extra>"))
+    side = max(420, min(1600, 16 * len(classes) + 220))
+    ticks = {"tickmode": "array", "tickvals": classes, "tickfont": {"size": 9}, "showgrid": False}
+    figure.update_layout(height=side, margin={"l": 10, "r": 10, "t": 30, "b": 10}, plot_bgcolor="white",
+                         xaxis={"title": "predicted", "tickangle": -60, **ticks},
+                         yaxis={"title": "true", "autorange": "reversed", **ticks})
+    return figure
+
+
+def pair_of_selection(selection) -> tuple[str, str] | None:
+    """(true, predicted) of a click on the difference heatmap (st.plotly_chart's selection event: its
+    points carry the cell's x = predicted and y = true), None when nothing is selected."""
+    points = (selection or {}).get("selection", {}).get("points") or []
+    if not points or "x" not in points[0] or "y" not in points[0]:
+        return None
+    return str(points[0]["y"]), str(points[0]["x"])
+
+
+def _filter_gallery(true: str, pred: str) -> None:
+    st.session_state["evaluate_gallery_class"] = true
+    st.session_state["evaluate_gallery_pred"] = pred
+    _reset_gallery()
+
+
+def _on_heatmap_click() -> None:
+    pair = pair_of_selection(st.session_state.get("evaluate_compare_heatmap"))
+    if pair is not None and pair[0] != pair[1]:
+        _filter_gallery(*pair)
+
+
+def pair_label(change: dict | None) -> str:
+    if change is None:
+        return NO_PAIR
+    return f"{change['true']} -> {change['pred']} (A {change['a']}, B {change['b']}, A-B {change['delta']:+d})"
+
+
+def _on_pair_pick() -> None:
+    picked = st.session_state.get("evaluate_compare_pair")
+    if picked is not None:
+        _filter_gallery(picked["true"], picked["pred"])
+
+
+def _compare_section(run: str) -> dict | None:
+    """"Compare with another run": returns run B's eval.json when one is chosen (for the gallery)."""
+    with st.container(key="evaluate_compare"):
+        return _compare(run)
+
+
+def _compare(run: str) -> dict | None:
+    st.subheader("Compare with another run")
+    others = comparable_runs(run)
+    if not others:
+        st.caption("No other run has a test-split evaluation over the same classes.")
+        return None
+    run_b = st.selectbox("Run B", [NO_RUN, *others], key="evaluate_compare_run",
+                         help=f"A is {run}; B is any other run evaluated on its test split over the same classes")
+    if run_b == NO_RUN:
+        return None
+    try:
+        compared = comparison(run, run_b)
+    except QuickDrawError as exc:
+        st.error(str(exc))
+        return None
+    c1, c2, c3 = st.columns(3)
+    c1.metric(f"top-1 A ({run})", f"{compared.top1_a:.4f}")
+    c2.metric(f"top-1 B ({run_b})", f"{compared.top1_b:.4f}")
+    c3.metric("A - B", f"{compared.top1_a - compared.top1_b:+.4f}")
+    if not compared.same_drawings:
+        st.warning(f"{run} and {run_b} were tested on different drawings (their test splits differ in size per "
+                   "class: other data, per-class count or split); the deltas mix model and data.")
+    rows = compared.per_class
+    better = [f"{r['class']} {r['delta']:+.3f}" for r in rows[:3] if r["delta"] > 0]
+    worse = [f"{r['class']} {r['delta']:+.3f}" for r in reversed(rows[-3:]) if r["delta"] < 0]
+    with st.container(key="evaluate_compare_summary"):
+        st.caption(f"A = **{run}**, B = **{run_b}**. A is better most on: {', '.join(better) or 'no class'}; "
+                   f"worse most on: {', '.join(worse) or 'no class'}.")
+    changes = compared.changed_confusions
+    deltas, pairs = st.columns([2, 3])
+    deltas.markdown("**Per-class top-1, A - B** (best first, worst last)")
+    deltas.plotly_chart(delta_figure(compared), width="stretch", key="evaluate_compare_deltas")
+    with pairs:
+        st.markdown("**Top changed confusions** (pick one to see its drawings below)")
+        if changes:
+            st.selectbox("Show a pair in the gallery", [None, *changes], format_func=pair_label,
+                         key="evaluate_compare_pair", on_change=_on_pair_pick)
+            st.dataframe(pd.DataFrame(changes).rename(columns={"true": "true class", "pred": "predicted",
+                                                               "a": f"A ({run})", "b": f"B ({run_b})", "delta": "A - B"}),
+                         hide_index=True, key="evaluate_compare_table")
+        else:
+            st.caption("The two runs make the same mistakes.")
+    st.markdown("**Confusion matrix difference, A - B** (red: A makes that mistake more often; click a cell to see "
+                "its drawings below)")
+    st.plotly_chart(difference_figure(compared), width="stretch", key="evaluate_compare_heatmap",
+                    on_select=_on_heatmap_click, selection_mode="points")
+    result_b = common.read_json_file(common.run_dir_of(run_b) / "eval.json")
+    return {**result_b, "run": run_b} if result_b else None  # named as the run is now, even if renamed

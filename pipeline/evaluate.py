@@ -15,6 +15,10 @@ another run": per-class top-1 of A and B and their delta, the confusion matrix d
 confusion pairs that changed most. Both must cover the same classes (in any order): a model of other
 classes makes other mistakes, so a difference over the shared classes would not say what changed.
 
+`pair_drawings(run_dir, true, pred)` predicts the run's test drawings of one class again with its
+model and returns every one predicted as `pred` (eval.json keeps only a sample of the mistakes), for
+the Evaluate page's gallery filtered to one true -> predicted pair.
+
 `check_evaluation` makes the checks that need no model (the run's model file, its data or the
 folder) so the command line refuses a mistake before it loads TensorFlow.
 """
@@ -227,6 +231,19 @@ def check_evaluation(run_dir: Path | str, data: Path | str | None = None, checkp
         folder_files(data, read_classes(run_dir), config.representation, run_dir.name)
 
 
+def _test_split(run_dir: Path):
+    """(the run's cached dataset, the indices of its test split): the drawings `evaluate RUN` scores."""
+    from pipeline.datasets import load_dataset
+    from pipeline.runs import read_config
+
+    dataset = load_dataset(read_config(run_dir))
+    indices = dataset.indices("test")
+    if len(indices) == 0:
+        raise QuickDrawError(f"run '{run_dir.name}' has an empty test split (too few drawings per class); "
+                             f"evaluate a folder instead: `python -m pipeline evaluate {run_dir.name} --data DIR`.")
+    return dataset, indices
+
+
 def evaluate_run(run_dir: Path | str, data: str | Path | None = None, checkpoint: str = "best",
                  write: bool = True, progress: Callable[[int, int], None] | None = None) -> dict:
     """Evaluate and (by default) write the result to `evaluation_path(run_dir, data)` - eval.json for
@@ -236,14 +253,7 @@ def evaluate_run(run_dir: Path | str, data: str | Path | None = None, checkpoint
     say = progress or (lambda _done, _total: None)
     predictor = Predictor.from_run(run_dir, checkpoint)
     if data is None:
-        from pipeline.datasets import load_dataset
-        from pipeline.runs import read_config
-
-        dataset = load_dataset(read_config(run_dir))
-        indices = dataset.indices("test")
-        if len(indices) == 0:
-            raise QuickDrawError(f"run '{run_dir.name}' has an empty test split (too few drawings per class); "
-                                 f"evaluate a folder instead: `python -m pipeline evaluate {run_dir.name} --data DIR`.")
+        dataset, indices = _test_split(run_dir)
         parts = []
         for s in range(0, len(indices), 2048):
             say(s, len(indices))
@@ -297,6 +307,66 @@ def format_report(result: dict) -> str:
         lines.append("top confusions: " + ", ".join(f"{c['true']}->{c['pred']} ({c['count']})"
                                                    for c in result["top_confusions"][:5]))
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- every test drawing of one pair
+@dataclass(frozen=True)
+class PairDrawings:
+    """The test-split drawings of one true class that a run's model predicts as one class: every one
+    that eval.json's confusion matrix counts in that cell, where its `misclassified` keeps a sample."""
+
+    run: str
+    true: str
+    pred: str
+    indices: np.ndarray  # rows of the run's dataset (pipeline.datasets.load_dataset), ascending
+    images: np.ndarray  # uint8 (k, H, W, C): the model inputs
+    top: list[list[tuple[str, float]]]  # the model's top 3 (class, probability) for each drawing
+    class_drawings: int  # test drawings of the true class
+
+
+def _class_index(classes: list[str], name: str, run: str) -> int:
+    if name not in classes:
+        raise QuickDrawError(f"run '{run}' has no class '{name}'; its classes are {', '.join(classes)}.")
+    return classes.index(name)
+
+
+def pair_drawings(run_dir: Path | str, true: str, pred: str, checkpoint: str = "best",
+                  predictor: Predictor | None = None) -> PairDrawings:
+    """Every drawing of class `true` in the run's test split that its model (`checkpoint`, or the given
+    `predictor` of that run, e.g. a page's cached one) predicts as `pred`. The split and the model
+    inputs are evaluate's own (`_test_split`) and so is the model call (`Predictor.probabilities`), so
+    the count equals eval.json's confusion cell as long as eval.json was made with this model. Only
+    the true class's drawings are predicted: a few hundred, well under a second for the CNN."""
+    run_dir = Path(run_dir)
+    predictor = predictor or Predictor.from_run(run_dir, checkpoint)
+    true_index = _class_index(predictor.classes, true, run_dir.name)
+    pred_index = _class_index(predictor.classes, pred, run_dir.name)
+    dataset, indices = _test_split(run_dir)
+    of_class = indices[np.asarray(dataset.labels[indices]) == true_index]  # ascending, as evaluate reads them
+    probs = predictor.probabilities(dataset.images[of_class]) if len(of_class) else np.zeros((0, len(predictor.classes)))
+    chosen = np.flatnonzero(probs.argmax(axis=1) == pred_index)
+    top = [[(predictor.classes[j], round(float(probs[i, j]), 5)) for j in np.argsort(-probs[i], kind="stable")[:3]]
+           for i in chosen]
+    return PairDrawings(run=run_dir.name, true=true, pred=pred, indices=of_class[chosen],
+                        images=np.asarray(dataset.images[of_class[chosen]], dtype=np.uint8), top=top,
+                        class_drawings=len(of_class))
+
+
+def pair_drawings_inputs(run_dir: Path | str, checkpoint: str = "best") -> list[Path]:
+    """The files `pair_drawings` depends on - the model, config.json and the data file of every class
+    (the dataset cache is built from them) - so a caller can key a cache on their modification times.
+    QuickDrawError (RunError) when the run has no such model or its data is missing."""
+    from pipeline.checkpoints import latest_checkpoint
+    from pipeline.datasets import dataset_spec, source_for
+    from pipeline.runs import read_config
+
+    run_dir = Path(run_dir)
+    check_run_model(run_dir, checkpoint)
+    model = run_dir / "model" / "model.keras"
+    if checkpoint == "last":
+        model = latest_checkpoint(run_dir) or model
+    spec = dataset_spec(read_config(run_dir))
+    return [model, run_dir / "config.json", *(source_for(spec, cls)[1] for cls in spec.classes)]
 
 
 # ---------------------------------------------------------------- comparing two runs' test splits

@@ -5,6 +5,7 @@ trained for real (the `trained_runs` fixture of conftest.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -973,10 +974,14 @@ def _figure(at: AppTest, key: str) -> dict:
     return spec
 
 
-def test_evaluate_page_compares_two_shipped_runs_and_a_picked_pair_filters_the_gallery(shipped_runs, monkeypatch):
-    from dashboard.views.evaluate import NO_RUN
+def test_evaluate_page_compares_two_shipped_runs_and_a_picked_pair_filters_the_gallery(shipped_runs, shared, cache_dir,
+                                                                                        monkeypatch):
+    from dashboard.views.evaluate import GALLERY_PAGE, NO_RUN
     from pipeline.evaluate import compare_test_splits
 
+    for name in ("cnn-56", "mobilenet-56"):  # their data is ../shared, wherever it is here
+        config = runs_mod.read_config(shipped_runs / name)
+        runs_mod.write_config(shipped_runs / name, dataclasses.replace(config, data_root=str(shared)))
     monkeypatch.setenv("QUICKDRAW_RUNS", str(shipped_runs))
     at = page_test("evaluate").run()
     at.selectbox(key="evaluate_run").set_value("cnn-56").run()
@@ -1009,12 +1014,24 @@ def test_evaluate_page_compares_two_shipped_runs_and_a_picked_pair_filters_the_g
     assert not at.exception, at.exception
     assert (at.selectbox(key="evaluate_gallery_class").value, at.selectbox(key="evaluate_gallery_pred").value) == (
         pair["true"], pair["pred"])
-    counts = [c.value for c in at.caption if c.value.startswith("Showing ")]
-    assert counts[0].startswith(f"Showing {sum(1 for w in json.loads((shipped_runs / 'cnn-56' / 'eval.json').read_text())['misclassified'] if (w['true'], w['pred']) == (pair['true'], pair['pred']))} "
-                                f"of {pair['a']} {pair['true']} -> {pair['pred']} mistakes.")
-    assert counts[1].startswith("Showing ") and f"of {pair['b']} {pair['true']} -> {pair['pred']} mistakes." in counts[1]
+    # Every test drawing of the pair, for A and for B, where each eval.json kept one or two of them.
+    kept = {name: sum((w["true"], w["pred"]) == (pair["true"], pair["pred"])
+                      for w in json.loads((shipped_runs / name / "eval.json").read_text())["misclassified"])
+            for name in ("cnn-56", "mobilenet-56")}
+    which = f"{pair['true']} -> {pair['pred']} mistakes."
+    assert (pair["a"], pair["b"]) == (18, 34) and max(kept.values()) <= 1 < GALLERY_PAGE < pair["b"]
+
+    def counts() -> list[str]:
+        return [c.value for c in at.caption if c.value.startswith("Showing ")]
+
+    assert counts() == [f"Showing {pair['a']} of {pair['a']} {which}", f"Showing {GALLERY_PAGE} of {pair['b']} {which}"]
+    assert len(at.get("image")) == pair["a"] + GALLERY_PAGE
+    assert "evaluate_gallery_more" not in [b.key for b in at.button]
+    at.button(key="evaluate_gallery_b_more").click().run()
+    assert not at.exception, at.exception
+    assert counts() == [f"Showing {pair['a']} of {pair['a']} {which}", f"Showing {pair['b']} of {pair['b']} {which}"]
     images = [img.proto.imgs[0].caption for img in at.get("image")]
-    assert all(caption == f"{pair['true']} -> {pair['pred']}" for caption in images)
+    assert len(images) == pair["a"] + pair["b"] and set(images) == {f"{pair['true']} -> {pair['pred']}"}
 
 
 def test_a_click_on_the_difference_heatmap_names_its_pair():

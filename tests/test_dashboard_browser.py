@@ -13,6 +13,7 @@ test's tmp folder; the README's pictures also into $QUICKDRAW_SCREENSHOTS when s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -54,8 +55,9 @@ def dashboard(request, tmp_path_factory, shared):
 
 
 @pytest.fixture(scope="module")
-def shipped_dashboard(tmp_path_factory, shared):
-    """The dashboard a fresh clone opens: a copy of the repository's runs/ (the shipped experiment)."""
+def shipped_dashboard(tmp_path_factory, shared, cache_dir):
+    """The dashboard a fresh clone opens: a copy of the repository's runs/ (the shipped experiment);
+    its dataset caches (built by the Evaluate page's pair gallery) go to the session's cache_dir."""
     runs_dir = tmp_path_factory.mktemp("shipped") / "runs"
     shutil.copytree(REPO / "runs", runs_dir, ignore=shutil.ignore_patterns("checkpoints", "cache", ".logs", ".lock"))
     with _streamlit(runs_dir, shared) as base:
@@ -743,17 +745,27 @@ def _pick(page, key: str, option: str) -> None:
     _wait_idle(page)
 
 
-def test_evaluate_compares_two_runs_and_a_heatmap_click_or_a_pair_filters_the_gallery(shipped_dashboard, page, tmp_path):
+def test_evaluate_compares_two_runs_and_a_heatmap_click_or_a_pair_filters_the_gallery(shipped_dashboard, page, shared,
+                                                                                       tmp_path):
     """Over the shipped runs: cnn-56 against mobilenet-56 (56 classes) shows the per-class deltas and the
     A - B heatmap with every class labelled; hovering a cell names the pair and both counts, clicking it
-    filters the misclassified gallery to that pair for A and B, and so does picking a top changed pair."""
+    filters the misclassified gallery to that pair for A and B - every test drawing of it, "Show more" to
+the last, where eval.json kept one - and so does picking a top changed pair."""
     from playwright.sync_api import expect
 
+    from dashboard.views.evaluate import GALLERY_PAGE
+    from pipeline import runs as runs_mod
     from pipeline.evaluate import compare_test_splits
 
     runs_dir = shipped_dashboard["runs_dir"]
+    for name in ("cnn-56", "mobilenet-56"):  # their data is ../shared, wherever it is here
+        config = runs_mod.read_config(runs_dir / name)
+        runs_mod.write_config(runs_dir / name, dataclasses.replace(config, data_root=str(shared)))
     compared = compare_test_splits(runs_dir / "cnn-56", runs_dir / "mobilenet-56")
     first, second = compared.changed_confusions[:2]
+    kept = sum((w["true"], w["pred"]) == (first["true"], first["pred"])
+               for w in json.loads((runs_dir / "cnn-56" / "eval.json").read_text())["misclassified"])
+    assert kept < GALLERY_PAGE < first["b"] < first["a"]  # cat -> dog: eval.json kept 1 of A's 69
     _open(page, shipped_dashboard["base"], "evaluate")
     _pick(page, "evaluate_run", "cnn-56")
     _pick(page, "evaluate_compare_run", "mobilenet-56")
@@ -773,14 +785,23 @@ def test_evaluate_compares_two_runs_and_a_heatmap_click_or_a_pair_filters_the_ga
                                   f"A-B {first['delta']:+d}", timeout=10_000)
     page.mouse.click(cell["x"], cell["y"])
     count = page.locator(".st-key-evaluate_gallery_count")
-    expect(count).to_contain_text(re.compile(rf"Showing \d+ of {first['a']} {first['true']} (?:->|→) {first['pred']} mistakes"),
-                                  timeout=30_000)
-    expect(page.locator(".st-key-evaluate_gallery_b_count")).to_contain_text(
-        re.compile(rf"Showing \d+ of {first['b']} {first['true']} (?:->|→) {first['pred']} mistakes"))
+
+    def showing(shown: int, pair: dict, total: int):
+        return re.compile(rf"Showing {shown} of {total} {pair['true']} (?:->|→) {pair['pred']} mistakes")
+
+    # Every test drawing of the pair, a page at a time, for A and for B.
+    expect(count).to_contain_text(showing(GALLERY_PAGE, first, first["a"]), timeout=60_000)
+    expect(page.locator(".st-key-evaluate_gallery_b_count")).to_contain_text(showing(GALLERY_PAGE, first, first["b"]),
+                                                                             timeout=60_000)
     _wait_idle(page)
+    for shown in (2 * GALLERY_PAGE, first["a"]):
+        page.locator(".st-key-evaluate_gallery_more button").click()
+        expect(count).to_contain_text(showing(min(shown, first["a"]), first, first["a"]), timeout=30_000)
+        _wait_idle(page)
+    expect(page.locator(".st-key-evaluate_gallery_more")).to_have_count(0)
     captions = page.locator("[data-testid='stImage']").all_inner_texts()
-    assert captions and all(text.replace("→", "->").startswith(f"{first['true']} -> {first['pred']}")
-                            for text in captions), captions
+    assert len(captions) == first["a"] + GALLERY_PAGE, len(captions)
+    assert all(text.replace("→", "->").startswith(f"{first['true']} -> {first['pred']}") for text in captions), captions
     _screenshot(page, tmp_path, "evaluate-compare")
     # The README's picture: the comparison alone, from the run B picker to the filtered gallery of B.
     # Streamlit draws a chart only once it is in view: a viewport as tall as the section shows it whole.
@@ -796,6 +817,5 @@ def test_evaluate_compares_two_runs_and_a_heatmap_click_or_a_pair_filters_the_ga
 
     label = f"{second['true']} -> {second['pred']} (A {second['a']}, B {second['b']}, A-B {second['delta']:+d})"
     _pick(page, "evaluate_compare_pair", label)
-    expect(count).to_contain_text(re.compile(rf"Showing \d+ of {second['a']} {second['true']} (?:->|→) {second['pred']} mistakes"),
-                                  timeout=30_000)
+    expect(count).to_contain_text(showing(min(GALLERY_PAGE, second["a"]), second, second["a"]), timeout=60_000)
     assert page.locator('[data-testid="stException"]').count() == 0

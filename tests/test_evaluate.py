@@ -230,3 +230,49 @@ def test_compare_test_splits_of_the_shipped_runs(tmp_path):
         compare_test_splits(REPO_RUNS / "cnn-56", tmp_path)
     with pytest.raises(QuickDrawError, match="only in cnn-56: .*airplane"):
         compare_test_splits(REPO_RUNS / "cnn-56", REPO_RUNS / "strokes-exp-bitmap28")
+
+
+def _shipped_run_on(shared: Path, tmp_path: Path, name: str) -> Path:
+    """A copy of a shipped run whose config reads its data from `shared` (wherever ../shared is here)."""
+    import dataclasses
+    import shutil
+
+    from pipeline import runs
+
+    run_dir = tmp_path / "runs" / name
+    shutil.copytree(REPO_RUNS / name, run_dir, ignore=shutil.ignore_patterns("checkpoints", "tb", ".lock"))
+    runs.write_config(run_dir, dataclasses.replace(runs.read_config(run_dir), data_root=str(shared)))
+    return run_dir
+
+
+def test_pair_drawings_of_the_shipped_cnn_are_every_drawing_its_confusion_matrix_counts(shared, cache_dir, tmp_path):
+    """cat -> dog of cnn-56: exactly eval.json's count (so the same split, inputs and model), where
+    eval.json keeps a sample of 48 mistakes; the sample's cat -> dog drawings are among them."""
+    from pipeline.errors import QuickDrawError
+    from pipeline.evaluate import MISCLASSIFIED_SAMPLES, pair_drawings, pair_drawings_inputs
+    from pipeline.predict import Predictor
+
+    run_dir = _shipped_run_on(shared, tmp_path, "cnn-56")
+    result = json.loads((run_dir / "eval.json").read_text())
+    classes, confusion = result["classes"], np.asarray(result["confusion"])
+    cat, dog = classes.index("cat"), classes.index("dog")
+    kept = [w for w in result["misclassified"] if (w["true"], w["pred"]) == ("cat", "dog")]
+    assert len(result["misclassified"]) == MISCLASSIFIED_SAMPLES and len(kept) < confusion[cat, dog]
+
+    found = pair_drawings(run_dir, "cat", "dog")
+    assert (found.run, found.true, found.pred) == ("cnn-56", "cat", "dog")
+    assert len(found.indices) == len(found.images) == len(found.top) == confusion[cat, dog] == 69
+    assert found.class_drawings == confusion[cat].sum() == result["per_class"]["cat"]["n"]
+    assert list(found.indices) == sorted(found.indices) and all(top[0][0] == "dog" for top in found.top)
+    flat = {bytes(image.reshape(-1)) for image in found.images}
+    assert all(bytes(np.asarray(w["image"], dtype=np.uint8)) in flat for w in kept)
+
+    # Every cell of the cat row, with one model loaded: the whole row is the evaluation's.
+    predictor = Predictor.from_run(run_dir)
+    row = [len(pair_drawings(run_dir, "cat", name, predictor=predictor).indices) for name in classes]
+    assert row == list(confusion[cat])
+
+    inputs = pair_drawings_inputs(run_dir)
+    assert inputs[0] == run_dir / "model" / "model.keras" and len(inputs) == 2 + len(classes)
+    with pytest.raises(QuickDrawError, match="run 'cnn-56' has no class 'caat'"):
+        pair_drawings(run_dir, "caat", "dog", predictor=predictor)

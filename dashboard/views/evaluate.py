@@ -7,7 +7,9 @@ background (a pipeline.jobs job: its state, progress and error are read from its
 "Compare with another run" (test split only) sets run A, the page's run, against a run B evaluated on
 the same classes (pipeline.evaluate.compare_test_splits): per-class top-1 deltas sorted best first, the
 confusion matrix difference A - B as a heatmap, and the pairs that changed most; clicking a cell or
-picking a pair filters the misclassified gallery to that true -> predicted pair, for A and for B.
+picking a pair filters the misclassified gallery to that true -> predicted pair, for A and for B:
+every test drawing of the pair, predicted again with each run's model (pipeline.evaluate.pair_drawings),
+since eval.json keeps only a sample of the mistakes.
 """
 
 from __future__ import annotations
@@ -201,15 +203,16 @@ def render() -> None:
 
     result_b = _compare_section(run) if label == TEST_SPLIT else None
     st.subheader("Misclassified drawings")
-    _gallery(result, result_b)
+    _gallery({**result, "run": run}, result_b)  # named as the run is now, even if renamed
 
 
 def _reset_gallery() -> None:
-    st.session_state.pop("evaluate_gallery_limit", None)
+    for key in ("evaluate_gallery_limit", "evaluate_gallery_b_limit"):
+        st.session_state.pop(key, None)
 
 
-def _show_more() -> None:
-    st.session_state["evaluate_gallery_limit"] = st.session_state.get("evaluate_gallery_limit", GALLERY_PAGE) + GALLERY_PAGE
+def _show_more(key: str = "evaluate_gallery_limit") -> None:
+    st.session_state[key] = st.session_state.get(key, GALLERY_PAGE) + GALLERY_PAGE
 
 
 def _gallery_filter_choice(key: str, kept_classes: set[str], classes: list[str]) -> list[str]:
@@ -225,8 +228,9 @@ def _gallery_filter_choice(key: str, kept_classes: set[str], classes: list[str])
 
 def _gallery(result: dict, result_b: dict | None = None) -> None:
     """The misclassified drawings the evaluation kept, by true and predicted class, a page at a time,
-    saying how many mistakes there are in all (the confusion matrix counts them all). With a run B
-    compared (its eval.json), B's kept drawings of the same true -> predicted filter follow."""
+    saying how many mistakes there are in all (the confusion matrix counts them all); filtered to one
+    true -> predicted pair of a test-split evaluation, every drawing of the pair (`pair_mistakes`).
+    With a run B compared (its eval.json), B's drawings of the same true -> predicted filter follow."""
     wrong = result.get("misclassified") or []
     if not wrong:
         st.caption("None in the sample.")
@@ -239,29 +243,66 @@ def _gallery(result: dict, result_b: dict | None = None) -> None:
     pred = c2.selectbox("Predicted as", _gallery_filter_choice("evaluate_gallery_pred", preds, classes),
                         key="evaluate_gallery_pred", on_change=_reset_gallery)
     true_class, pred_class = (None if true == "(all)" else true), (None if pred == "(all)" else pred)
-    limit = st.session_state.get("evaluate_gallery_limit", GALLERY_PAGE)
-    shown, kept = _gallery_grid(result, true_class, pred_class, limit, "evaluate_gallery_count")
-    if len(shown) < len(kept):
-        st.button(f"Show more ({len(kept) - len(shown)} more kept)", key="evaluate_gallery_more", on_click=_show_more)
+    _gallery_page(result, true_class, pred_class, "evaluate_gallery")
     if result_b is not None and (true_class or pred_class):
         st.markdown(f"**Run B, {result_b['run']}**: the same filter")
-        _gallery_grid(result_b, true_class, pred_class, GALLERY_PAGE, "evaluate_gallery_b_count")
+        _gallery_page(result_b, true_class, pred_class, "evaluate_gallery_b")
+
+
+def _gallery_page(result: dict, true_class: str | None, pred_class: str | None, key: str) -> None:
+    """One evaluation's gallery of the filter, `GALLERY_PAGE` more drawings at each "Show more"."""
+    limit = st.session_state.get(f"{key}_limit", GALLERY_PAGE)
+    shown, kept, every = _gallery_grid(result, true_class, pred_class, limit, f"{key}_count")
+    if len(shown) < len(kept):
+        more = f"{len(kept) - len(shown)} more" + ("" if every else " kept")
+        st.button(f"Show more ({more})", key=f"{key}_more", on_click=_show_more, args=(f"{key}_limit",))
+
+
+@st.cache_data(show_spinner="Predicting the test drawings of that class with the run's model...", max_entries=100)
+def _pair_mistakes_cached(run_dir: str, true: str, pred: str, signature: tuple) -> list[dict]:
+    found = evaluate_mod.pair_drawings(run_dir, true, pred, predictor=common.load_predictor(Path(run_dir)))
+    return [{"true": true, "pred": pred, "top": top, "shape": list(image.shape), "image": image}
+            for image, top in zip(found.images, found.top, strict=True)]
+
+
+def pair_mistakes(result: dict, true: str | None, pred: str | None) -> tuple[list[dict] | None, str]:
+    """(every drawing of the test split of `true` that the evaluated run's model predicts as `pred`, as
+    gallery entries, ""), predicted again by pipeline.evaluate.pair_drawings with the run's model
+    (cached until the model, config or data change); (None, why not) where the gallery keeps to the
+    evaluation's sample: no single pair, a folder evaluation, no model of the checkpoint, no data."""
+    if true is None or pred is None or true == pred:
+        return None, ""
+    if str(result.get("data") or TEST_SPLIT) != TEST_SPLIT or result.get("checkpoint", "best") != "best":
+        return None, ""
+    try:
+        run_dir = common.run_dir_of(str(result["run"]))
+        inputs = evaluate_mod.pair_drawings_inputs(run_dir)
+        signature = tuple(path.stat().st_mtime_ns for path in inputs)
+        return _pair_mistakes_cached(str(run_dir), true, pred, signature), ""
+    except (QuickDrawError, OSError) as exc:
+        return None, f"Its other drawings cannot be shown: {exc}"
 
 
 def _gallery_grid(result: dict, true_class: str | None, pred_class: str | None, limit: int,
-                  count_key: str) -> tuple[list[dict], list[dict]]:
-    """"Showing k of n" and the first `limit` kept drawings of the filter; (shown, kept)."""
+                  count_key: str) -> tuple[list[dict], list[dict], bool]:
+    """"Showing k of n" and the first `limit` drawings of the filter: of one pair every drawing of the
+    test split (`pair_mistakes`), else those the evaluation kept; (shown, kept, every one kept)."""
     wrong = result.get("misclassified") or []
-    kept = [w for w in wrong if true_class in (None, w["true"]) and pred_class in (None, w["pred"])]
+    every, why_not = pair_mistakes(result, true_class, pred_class)
+    kept = every if every is not None else [
+        w for w in wrong if true_class in (None, w["true"]) and pred_class in (None, w["pred"])]
     shown = kept[:limit]
     which = " -> ".join(c or "any" for c in (true_class, pred_class)) + " " if true_class or pred_class else ""
     total = mistakes_count(result, true_class, pred_class)
     text = f"Showing {len(shown)} of {total:,} {which}mistakes."
-    if len(kept) < total:
+    if every is not None and len(every) != total:
+        text += (f" The run's model now predicts {len(every)} test drawings of {true_class} as {pred_class}: "
+                 "its evaluation was made with another model; re-evaluate.")
+    elif every is None and len(kept) < total:
         text += (f" The evaluation kept {len(kept)} of them: it stores a sample of {len(wrong)} of all its "
-                 f"{mistakes_count(result):,} misclassified drawings, spread evenly over them.")
+                 f"{mistakes_count(result):,} misclassified drawings, spread evenly over them. {why_not}")
     with st.container(key=count_key):
-        st.caption(text)
+        st.caption(text.strip())
     for start in range(0, len(shown), GALLERY_COLUMNS):
         columns = st.columns(GALLERY_COLUMNS)
         for column, entry in zip(columns, shown[start:start + GALLERY_COLUMNS], strict=False):
@@ -269,7 +310,7 @@ def _gallery_grid(result: dict, true_class: str | None, pred_class: str | None, 
             column.image(misclassified_image(entry), width=84, clamp=True,
                          caption=f"{entry['true']} -> {entry['pred']}")
             column.caption(guesses)
-    return shown, kept
+    return shown, kept, every is not None
 
 
 # ---------------------------------------------------------------- compare with another run

@@ -122,3 +122,17 @@ def test_draw_page_saves_the_drawing_into_a_probe_set(runs_dir, shared_subdir):
     saved = probes.read_set(runs_dir, "mine")
     assert [p.label for p in saved] == ["cat"] and saved[0].drawing == probes.make_probe(drawing, "cat").drawing
     assert any("probe set mine: 1 drawing(s)" in s.value for s in at.success)
+
+
+def test_train_page_offers_probe_sets_and_passes_them_to_train(runs_dir, shared_subdir):
+    from dashboard.views.train import train_steps
+    from pipeline.cli import build_parser
+
+    probes.add_drawing(runs_dir, "cats", cat_drawings(shared_subdir, 1)[0], "cat")
+    at = page_test("train")
+    at.run()
+    assert not at.exception, at.exception
+    assert at.multiselect(key="train_probes").options == ["cats"]
+    steps = train_steps(name="r1", model="cnn", classes=["cat", "dog"], per_class=50, representation="bitmap28",
+                        epochs_per_chunk=2, chunks=1, missing=[], data_root=runs_dir, probes=["cats"])
+    assert build_parser().parse_args(steps[-1]).probes == ["cats"]

@@ -368,6 +368,10 @@ def cmd_resume(args) -> int:
 
     run_dir = resolve_run(_runs_dir(args), args.run)
     _check_trainable(run_dir)
+    if args.probes:
+        from pipeline.runs import set_probes
+
+        set_probes(run_dir, _probe_sets(_runs_dir(args), args.probes))
     _tensorflow(args)
     from pipeline.chunks import run_chunks
 
@@ -683,6 +687,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="chunks to train, counting the rest of a stopped chunk (default: to the end of the run's "
                         "plan, or one more chunk when the plan is done)")
     p.add_argument("--epochs-per-chunk", type=_positive_int)
+    p.add_argument("--probes", nargs="+", metavar="SET", help="score these probe sets at each epoch end from now on "
+                   "(replaces the run's list)")
     runs_dir_option(p)
 
     p = add("branch", cmd_branch, "start a new run from a saved point of another")

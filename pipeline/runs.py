@@ -307,6 +307,15 @@ def append_probe_scores(run_dir: Path, record: dict) -> dict:
     return record
 
 
+def set_probes(run_dir: Path, names: tuple[str, ...]) -> RunConfig:
+    """`resume --probes SET...`: the probe sets the trainer scores from now on (config.json and a
+    `probes` event, so a page can tell when scoring started)."""
+    config = dataclasses.replace(read_config(run_dir), probes=tuple(names))
+    write_config(run_dir, config)
+    append_event(run_dir, "probes", sets=list(names))
+    return config
+
+
 def read_probe_scores(run_dir: Path) -> list[dict]:
     return [record for record in read_json_lines(Path(run_dir) / "probes.jsonl") if "set" in record]
 

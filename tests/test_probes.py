@@ -118,11 +118,16 @@ def test_the_trainer_scores_each_epoch_and_a_resume_continues(runs_dir, shared, 
                               data_root=str(shared), epochs_per_chunk=2, batch_size=64, probes=("watch",))
     run_dir = runs.create_run(config, runs_dir)
     assert run_chunks(run_dir, chunks=1) == 0
+    probes.create_set_from_file(runs_dir, "apples", stroke_file(shared_subdir, "apple"), limit=2)
+    runs.set_probes(run_dir, ("watch", "apples"))  # `resume tiny --probes watch apples`
     assert run_chunks(run_dir, chunks=1, epochs_per_chunk=1) == 0
     records = runs.read_probe_scores(run_dir)
-    assert [(r["epoch"], r["chunk"], r["source"]) for r in records] == [(1, 1, "train"), (2, 1, "train"),
-                                                                        (3, 2, "train")]
-    assert all(len(r["drawings"]) == 3 and 0 <= r["drawings"][0]["prob"] <= 1 for r in records)
+    assert [(r["set"], r["epoch"], r["chunk"], r["source"]) for r in records] == [
+        ("watch", 1, 1, "train"), ("watch", 2, 1, "train"), ("watch", 3, 2, "train"), ("apples", 3, 2, "train")]
+    assert runs.read_events(run_dir)[-1]["event"] != "probes"  # recorded before chunk 2 started
+    assert any(e["event"] == "probes" and e["sets"] == ["watch", "apples"] for e in runs.read_events(run_dir))
+    assert all(len(r["drawings"]) == {"watch": 3, "apples": 2}[r["set"]] and 0 <= r["drawings"][0]["prob"] <= 1
+               for r in records)
     table = probes.probability_table(run_dir, "watch")
     assert len(table) == 9 and {row["epoch"] for row in table} == {1, 2, 3}
 
@@ -138,7 +143,7 @@ def test_learned_epoch_is_where_the_guess_stays_right():
 
 
 # ---------------------------------------------------------------- the command line
-def test_cli_mistakes_are_one_line_before_tensorflow(runs_dir, shared_subdir):
+def test_cli_mistakes_are_one_line_before_tensorflow(runs_dir, shared, shared_subdir):
     from test_cli import assert_one_line_error, make_run, run_cli
 
     cats = stroke_file(shared_subdir, "cat")
@@ -154,6 +159,9 @@ def test_cli_mistakes_are_one_line_before_tensorflow(runs_dir, shared_subdir):
     assert_one_line_error(run_cli("probe-set", "cats", "--from", str(runs_dir / "none.ndjson"), *where), "no file")
     assert_one_line_error(run_cli("train", "--name", "t", "--model", "cnn", "--classes", "cat", "apple",
                                   "--per-class", "10", "--probes", "cats", *where), "no probe set 'cats'")
+    make_run(runs_dir, "trainable", data_root=shared)
+    assert_one_line_error(run_cli("resume", "trainable", "--probes", "cats", *where), "no probe set 'cats'")
+    assert runs.read_config(runs_dir / "trainable").probes == ()
     proc = run_cli("probe-set", "cats", "--from", str(cats), "--limit", "2", *where)
     assert proc.returncode == 0 and "probe set cats: 2 drawing(s) of cat" in proc.stdout, proc.stderr
     assert "TENSORFLOW-NOT-LOADED" in proc.stdout

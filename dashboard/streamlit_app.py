@@ -1,6 +1,6 @@
 """Quick Draw Lab dashboard: `streamlit run dashboard` (from the repository root).
 
-Pages (one module each under dashboard/views/): Runs, Compare, Draw, Train, Evaluate, Export. Runs
+Pages (one module each under dashboard/views/): Runs, Compare, Draw, Train, Evaluate, Probes, Export. Runs
 are read from $QUICKDRAW_RUNS or the repository's runs/; everything goes through pipeline functions
 or background `python -m pipeline ...` processes.
 """
@@ -15,7 +15,7 @@ if _REPO not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from dashboard.views import compare, draw, evaluate, export, runs, train  # noqa: E402
+from dashboard.views import compare, draw, evaluate, export, probes, runs, train  # noqa: E402
 
 st.set_page_config(page_title="Quick Draw Lab", page_icon="✏️", layout="wide")
 
@@ -29,6 +29,7 @@ PAGES = [
     st.Page(draw.render, title="Draw", icon=":material/draw:", url_path="draw"),
     st.Page(train.render, title="Train", icon=":material/model_training:", url_path="train"),
     st.Page(evaluate.render, title="Evaluate", icon=":material/target:", url_path="evaluate"),
+    st.Page(probes.render, title="Probes", icon=":material/timeline:", url_path="probes"),
     st.Page(export.render, title="Export", icon=":material/deployed_code:", url_path="export"),
 ]
 

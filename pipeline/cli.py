@@ -276,7 +276,7 @@ def cmd_train(args) -> int:
         schedule=args.schedule, warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
         weight_decay=args.weight_decay, augment=args.augment, augment_shift=args.augment_shift,
         augment_scale=args.augment_scale, augment_rotate=args.augment_rotate, init_from=args.init_from,
-        resume_mode=args.resume_mode,
+        resume_mode=args.resume_mode, probes=_probe_sets(runs_dir, args.probes),
     )
     if config.init_from:
         from pipeline.checkpoints import init_source_path
@@ -292,6 +292,12 @@ def cmd_train(args) -> int:
     else:
         run_dir = runs.create_run(config, runs_dir)
     return run_chunks(run_dir, chunks=args.chunks, report=_say)
+
+
+def _probe_sets(runs_dir: Path, names) -> tuple[str, ...]:
+    from pipeline.probes import check_sets
+
+    return check_sets(runs_dir, dict.fromkeys(names or ()))  # each set once, in the order given
 
 
 def _model_options(args) -> dict:
@@ -362,6 +368,10 @@ def cmd_resume(args) -> int:
 
     run_dir = resolve_run(_runs_dir(args), args.run)
     _check_trainable(run_dir)
+    if args.probes:
+        from pipeline.runs import set_probes
+
+        set_probes(run_dir, _probe_sets(_runs_dir(args), args.probes))
     _tensorflow(args)
     from pipeline.chunks import run_chunks
 
@@ -457,6 +467,41 @@ def cmd_predict(args) -> int:
     if stats.skipped:
         print(f"note: skipped {stats.skipped} of {stats.lines} lines that were not drawings (first: "
               f"{stats.first_problem})", file=sys.stderr)
+    return 0
+
+
+def cmd_probe(args) -> int:
+    """Score a probe set with a run's saved model; appends a "saved-model" line to runs/<run>/probes.jsonl
+    and prints it: the set's top-1, then one line per drawing."""
+    from pipeline.predict import check_run_model
+    from pipeline.probes import check_sets
+    from pipeline.runs import resolve_run
+
+    runs_dir = _runs_dir(args)
+    run_dir = resolve_run(runs_dir, args.run)
+    check_run_model(run_dir, args.checkpoint)
+    check_sets(runs_dir, [args.set])
+    _tensorflow(args)
+    from pipeline.probes import score_saved_model
+
+    record = score_saved_model(run_dir, args.set, args.checkpoint, runs_dir=runs_dir)
+    right = sum(d["top1"] == d["label"] for d in record["drawings"])
+    print(f"{run_dir.name} epoch {record['epoch']} on probe set {args.set}: top-1 {right}/{record['scored']}")
+    for d in record["drawings"]:
+        prob = "not a class of this run" if d["prob"] is None else f"{d['prob']:.3f}"
+        print(f"  {d['id']}  {d['label']}: p = {prob}, guess {d['top1']} ({d['top1_prob']:.3f})")
+    print(f"written to {run_dir / 'probes.jsonl'}")
+    return 0
+
+
+def cmd_probe_set(args) -> int:
+    """Create or extend runs/probes/<name>.ndjson from a stroke file (no TensorFlow)."""
+    from pipeline.probes import create_set_from_file, set_path
+
+    runs_dir = _runs_dir(args)
+    probes = create_set_from_file(runs_dir, args.name, args.source, label=args.label, limit=args.limit)
+    labels = sorted({p.label for p in probes})
+    print(f"probe set {args.name}: {len(probes)} drawing(s) of {', '.join(labels)} in {set_path(runs_dir, args.name)}")
     return 0
 
 
@@ -615,6 +660,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-every-batches", type=_positive_int, help="mid-epoch save interval (default: about 5 minutes)")
     p.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default="default")
     p.add_argument("--model-options", help="JSON of model options, e.g. '{\"alpha\": 0.5, \"input_size\": 32}'")
+    p.add_argument("--probes", nargs="+", metavar="SET", help="probe sets (runs/probes/SET.ndjson) to score at "
+                   "each epoch end into runs/NAME/probes.jsonl")
     recipe = p.add_argument_group("recipe (recorded in config.json)")
     recipe.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau",
                         help="plateau: halve the rate when val loss stalls (default); cosine: per-batch cosine "
@@ -640,6 +687,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="chunks to train, counting the rest of a stopped chunk (default: to the end of the run's "
                         "plan, or one more chunk when the plan is done)")
     p.add_argument("--epochs-per-chunk", type=_positive_int)
+    p.add_argument("--probes", nargs="+", metavar="SET", help="score these probe sets at each epoch end from now on "
+                   "(replaces the run's list)")
     runs_dir_option(p)
 
     p = add("branch", cmd_branch, "start a new run from a saved point of another")
@@ -662,6 +711,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("drawings", metavar="DRAWINGS.ndjson")
     p.add_argument("--top", type=_positive_int, default=5)
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    runs_dir_option(p)
+
+    p = add("probe", cmd_probe, "score a probe set (runs/probes/SET.ndjson) with a run's saved model, into "
+            "runs/RUN/probes.jsonl")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("set", metavar="SET", help="a probe set's name (`python -m pipeline probe-set` makes one)")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                   help="best: model/model.keras (its epoch from model/meta.json); last: the latest checkpoint")
+    runs_dir_option(p)
+
+    p = add("probe-set", cmd_probe_set, "create (or extend) a probe set runs/probes/NAME.ndjson from a stroke file")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--from", dest="source", required=True, metavar="DRAWINGS.ndjson",
+                   help="Google's simplified or raw .ndjson (e.g. the dataset's simplified/cat.ndjson)")
+    p.add_argument("--label", help="the class every drawing should be (default: each line's \"word\")")
+    p.add_argument("--limit", type=_positive_int, help="take only the first N drawings")
     runs_dir_option(p)
 
     p = add("export", cmd_export, "export a run to a TensorFlow.js graph model for web/")

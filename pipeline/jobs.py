@@ -103,12 +103,13 @@ def download_step(classes: list[str], fmt: str = "numpy_bitmap", per_class: int 
 
 def train_step(*, name: str, model: str, classes: list[str], per_class: int, representation: str = "bitmap28",
                epochs_per_chunk: int = 10, chunks: int = 1, batch_size: int = 256, data: Path | str | None = None,
-               model_options: str = "") -> list[str]:
-    """`python -m pipeline train` arguments."""
+               model_options: str = "", probes: list[str] | tuple = ()) -> list[str]:
+    """`python -m pipeline train` arguments (`probes`: probe sets scored at each epoch end)."""
     step = ["train", "--name", name, "--model", model, "--classes", *classes, "--per-class", str(per_class),
             "--representation", representation, "--epochs-per-chunk", str(epochs_per_chunk), "--chunks", str(chunks),
             "--batch-size", str(batch_size)]
     step += ["--data", str(data)] if data is not None else []
+    step += ["--probes", *probes] if probes else []
     return step + (["--model-options", model_options.strip()] if model_options.strip() else [])
 
 

@@ -12,6 +12,8 @@ is written atomically (pipeline.files), so a `kill -9` at any moment leaves ever
     checkpoints/   full training state       model/         inference-only best weights
     eval.json      after `evaluate`          tb/            TensorBoard event files
     evals/         `evaluate --data DIR`, one file per folder (pipeline.evaluate)
+    probes.jsonl   probe-set scores per epoch (pipeline.probes; `append_probe_scores`)
+runs/probes/ holds the probe sets themselves (pipeline.probes), never a run.
 
 What goes inside checkpoints is pipeline.checkpoints' business; this module imports no Keras.
 """
@@ -51,6 +53,7 @@ METRIC_LABELS = {
 # stopped (by a signal or the Stop button; resumable), crashed (its trainer died), finished (the
 # chunks it was asked to train are done), damaged (unreadable).
 RUN_STATES = ("created", "running", "stopped", "crashed", "finished", "damaged")
+PROBES_FOLDER = "probes"  # runs/probes/: the probe sets (pipeline.probes), not a run
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
 
@@ -106,6 +109,8 @@ class RunConfig:
     # "exact" (everything resumes) or "weights": each chunk reloads only the model weights and starts a
     # fresh optimizer and plateau schedule - how the seed resumed its notebook, kept to measure the cost.
     resume_mode: str = "exact"
+    # Probe sets (runs/probes/<name>.ndjson) scored at every epoch end into probes.jsonl (pipeline.probes).
+    probes: tuple[str, ...] = ()
     parent: dict | None = None  # {"run": name, "epoch": E} for a branch
     imported_from: str | None = None
     created: str = ""
@@ -115,6 +120,7 @@ class RunConfig:
     def to_json(self) -> dict:
         data = dataclasses.asdict(self)
         data["classes"] = list(self.classes)
+        data["probes"] = list(self.probes)
         return data
 
     @classmethod
@@ -135,6 +141,7 @@ class RunConfig:
             raise RunError(f"{source} lacks required field(s) {', '.join(missing)}; the run cannot be read.")
         values = dict(data)
         values["classes"] = tuple(values["classes"])
+        values["probes"] = tuple(values.get("probes") or ())
         try:
             return cls(**values)
         except TypeError as exc:
@@ -144,10 +151,10 @@ class RunConfig:
 # ---------------------------------------------------------------- names and paths
 def validate_run_name(name: str) -> str:
     """A run name is one path component of letters, digits, '.', '_' and '-': never '../x' or '/x'."""
-    if not isinstance(name, str) or not _NAME_RE.match(name) or name in (".", ".."):
+    if not isinstance(name, str) or not _NAME_RE.match(name) or name in (".", "..", PROBES_FOLDER):
         raise RunError(
             f"'{name}' is not a valid run name: use letters, digits, '.', '_' or '-' "
-            "(no path separators, at most 80 characters), e.g. cnn-56-classes."
+            f"(no path separators, at most 80 characters, not '{PROBES_FOLDER}'), e.g. cnn-56-classes."
         )
     return name
 
@@ -291,6 +298,26 @@ def append_event(run_dir: Path, event: str, **fields) -> dict:
 
 def read_events(run_dir: Path) -> list[dict]:
     return [record for record in read_json_lines(Path(run_dir) / "events.jsonl") if "event" in record]
+
+
+def append_probe_scores(run_dir: Path, record: dict) -> dict:
+    """Append one probe set's scores (pipeline.probes.score_record) to probes.jsonl, like an event."""
+    record = {"time": time.time(), **record}
+    append_json_line(Path(run_dir) / "probes.jsonl", record)
+    return record
+
+
+def set_probes(run_dir: Path, names: tuple[str, ...]) -> RunConfig:
+    """`resume --probes SET...`: the probe sets the trainer scores from now on (config.json and a
+    `probes` event, so a page can tell when scoring started)."""
+    config = dataclasses.replace(read_config(run_dir), probes=tuple(names))
+    write_config(run_dir, config)
+    append_event(run_dir, "probes", sets=list(names))
+    return config
+
+
+def read_probe_scores(run_dir: Path) -> list[dict]:
+    return [record for record in read_json_lines(Path(run_dir) / "probes.jsonl") if "set" in record]
 
 
 def count_chunks(events: list[dict]) -> int:
@@ -723,7 +750,7 @@ def list_runs(runs_dir: Path | str) -> list[RunSummary]:
     if not runs_dir.is_dir():
         return []
     rows = [summarize_run(p) for p in sorted(runs_dir.iterdir()) if p.is_dir() and not p.name.startswith(".")
-            and _NAME_RE.match(p.name)]
+            and _NAME_RE.match(p.name) and p.name != PROBES_FOLDER]
     return sorted(rows, key=lambda r: r.updated or 0, reverse=True)
 
 
@@ -758,7 +785,7 @@ def delete_run(runs_dir: Path, name: str) -> None:
 # ---------------------------------------------------------------- seed groups and what differs
 # The fields that say which run a config is rather than how it trains: they differ between any two
 # runs, so seed groups ignore them and `config_differences` shows them only with all fields.
-IDENTITY_FIELDS = ("name", "created", "versions", "schema", "imported_from")
+IDENTITY_FIELDS = ("name", "created", "versions", "schema", "imported_from", "probes")  # probes: watched, not trained on
 SEED_FIELD = "seed"
 # Fields whose dict values are shown as one dotted row per key (model_options.alpha, parent.run).
 DOTTED_FIELDS = ("model_options", "parent", "versions")

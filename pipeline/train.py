@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import recipe, runs
+from pipeline import probes, recipe, runs
 from pipeline.checkpoints import (
     Checkpoint,
     TrainState,
@@ -301,6 +301,7 @@ class Trainer:
         self.save(epoch_checkpoint_path(self.run_dir, epoch))
         partial_checkpoint_path(self.run_dir).unlink(missing_ok=True)
         runs.write_history(self.run_dir, state.history)
+        probes.score_epoch(self.run_dir, self.model, cfg, epoch, self.chunk)  # the config's probe sets, if any
         with self.tb_writer.as_default(step=epoch):
             for key in runs.METRIC_COLUMNS:
                 self.tf.summary.scalar(key, row[key])

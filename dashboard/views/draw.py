@@ -35,7 +35,8 @@ slow).
 Browser tests and scripts read: each model's top-5 as an ordered list inside
 `st.container(key="predictions-1")` / `"predictions-2"`, with a caption saying for how many strokes;
 the strokes that reached Python as JSON in a hidden `<code>` inside `st.container(key="draw-strokes")`
-(people see the stroke count, a picture of the strokes and a download of the JSON); the page's own
+(people see the stroke count, a picture of the strokes and a download of the JSON); "Save to probe set"
+(pipeline.probes: set name and label, the label defaulting to Model 1's guess); the page's own
 timings of its last run in `st.session_state["draw_timings"]` (bench/bench_draw.py).
 
 A drawing too small to guess (a tap: `pipeline.strokes.check_big_enough`, the rule web/ shares) gets
@@ -375,9 +376,10 @@ def _load_predictor(run_dir: Path):
 _GUESSER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="draw-guess")
 
 
-def _show_prediction(slot: int, run_name: str, run_dir: Path, objects, arrived: float) -> None:
-    """One model's guess. `arrived` is `time.perf_counter()` when this run of the page started with the
-    strokes: the time shown is from then until this model's top-5 is handed to the browser."""
+def _show_prediction(slot: int, run_name: str, run_dir: Path, objects, arrived: float) -> str | None:
+    """One model's guess (its top-1 is returned). `arrived` is `time.perf_counter()` when this run of the
+    page started with the strokes: the time shown is from then until this model's top-5 is handed to the
+    browser."""
     from pipeline.errors import DrawingError
     from pipeline.strokes import DrawingTooSmall
 
@@ -387,15 +389,15 @@ def _show_prediction(slot: int, run_name: str, run_dir: Path, objects, arrived: 
         predictor = _load_predictor(run_dir)
     except QuickDrawError as exc:
         st.error(f"Cannot load {run_name}: {exc}")
-        return
+        return None
     try:
         prediction = _GUESSER.submit(predictor.predict_detailed, objects, 5).result()
     except DrawingTooSmall:
         st.info("Too small to guess: draw a bit more.")
-        return
+        return None
     except DrawingError as exc:
         st.warning(f"That drawing could not be read: {exc}")
-        return
+        return None
     with st.container(key=f"predictions-{slot}"):
         st.markdown(top_markdown(prediction.top))
         count = _stroke_count(objects)
@@ -414,6 +416,7 @@ def _show_prediction(slot: int, run_name: str, run_dir: Path, objects, arrived: 
         st.metric(PATH_LABEL, f"{timing['path_ms']:.1f} ms", help=PATH_HELP.format(**timing))
         st.caption(f"model call {timing['model_ms']:.1f} ms; {predictor.representation}, "
                    f"{len(predictor.classes)} classes")
+    return prediction.top[0][0]
 
 
 def strokes_svg(strokes, size: int = CANVAS_SIZE) -> str:
@@ -458,6 +461,30 @@ def _show_strokes(objects) -> None:
                            key="draw_strokes_download", on_click="ignore")
 
 
+def _save_to_probe_set(objects, guess: str | None) -> None:
+    """Save the drawing into a probe set (pipeline.probes) with its intended label - Model 1's guess
+    unless changed - to follow it through training on the Probes page."""
+    from pipeline import probes
+    from pipeline.categories import all_categories
+
+    with st.expander("Save to probe set"), st.container(key="draw-probe"):
+        classes = list(all_categories())
+        name = st.text_input("Probe set", value="my-drawings", key="draw_probe_set",
+                             help="runs/probes/<name>.ndjson; train with `--probes <name>` to score it every epoch")
+        # No key: a new guess makes a new widget, so the label follows the guess until the user picks one.
+        label = st.selectbox("Label (the class you meant)", classes,
+                             index=classes.index(guess) if guess in classes else 0)
+        if st.button("Save to probe set", key="draw_probe_save"):
+            try:
+                probe = probes.add_drawing(common.runs_dir(), name.strip(), objects, label)
+            except QuickDrawError as exc:
+                st.error(str(exc))
+            else:
+                count = len(probes.read_set(common.runs_dir(), name.strip()))
+                st.success(f"Saved as '{probe.label}' ({probe.id}) in probe set {name.strip()}: {count} drawing(s). "
+                           "The **Probes** page scores it.")
+
+
 def _strokes_for_scripts(objects) -> None:
     """The strokes that reached Python as JSON in a hidden element, before the guesses: a script that
     sees the guess for N strokes then reads the N strokes it was made from, never the previous run's."""
@@ -498,7 +525,9 @@ def render() -> None:
         chosen = [first] + ([second] if second != NONE else [])
         columns = st.columns(len(chosen))
         by_name = {r["name"]: Path(r["path"]) for r in runs}
+        guesses = []
         for slot, (column, name) in enumerate(zip(columns, chosen, strict=True), start=1):
             with column:
-                _show_prediction(slot, name, by_name[name], objects, arrived)
+                guesses.append(_show_prediction(slot, name, by_name[name], objects, arrived))
         _show_strokes(objects)  # after the guesses: nothing delays them
+        _save_to_probe_set(objects, guesses[0])

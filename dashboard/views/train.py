@@ -19,6 +19,7 @@ from dashboard import common
 from pipeline import jobs
 from pipeline import runs as runs_mod
 from pipeline.errors import QuickDrawError
+from pipeline.probes import list_sets
 
 OFFLINE_HINT = ("Offline? Put the files in the data folder (`--data DIR` or $QUICKDRAW_DATA, laid out like the "
                 "bucket: numpy_bitmap/<class>.npy) or point `--base-url` at a mirror.")
@@ -48,14 +49,14 @@ def download_format(representation: str) -> str:
 
 def train_steps(*, name: str, model: str, classes: list[str], per_class: int, representation: str,
                 epochs_per_chunk: int, chunks: int, missing: list[str], data_root: Path,
-                model_options: str = "", batch_size: int = 256) -> list[list[str]]:
+                model_options: str = "", batch_size: int = 256, probes: list[str] | tuple = ()) -> list[list[str]]:
     """The background job's steps: download what is missing (only `per_class` drawings), then train."""
     steps = []
     if missing:
         steps.append(jobs.download_step(missing, download_format(representation), per_class=per_class, data=data_root))
     steps.append(jobs.train_step(name=name, model=model, classes=classes, per_class=per_class,
                                  representation=representation, epochs_per_chunk=epochs_per_chunk, chunks=chunks,
-                                 batch_size=batch_size, data=data_root, model_options=model_options))
+                                 batch_size=batch_size, data=data_root, model_options=model_options, probes=probes))
     return steps
 
 
@@ -94,6 +95,8 @@ def _start_form(summaries: list[dict]) -> None:
     batch = c4.number_input("Batch size", 8, 4096, 256, step=8, key="train_batch")
     options = st.text_input("Model options (JSON)", key="train_options",
                             placeholder='e.g. {"alpha": 0.25, "input_size": 32} for mobilenet')
+    probe_sets = st.multiselect("Probe sets", list_sets(common.runs_dir()), key="train_probes",
+                                help="scored at every epoch end (runs/<run>/probes.jsonl); see the Probes page")
     missing = [c for c in classes if c not in local]
     if missing:
         st.caption(f"Will download {len(missing)} class(es) first ({per_class} drawings each, {fmt}) into "
@@ -111,7 +114,7 @@ def _start_form(summaries: list[dict]) -> None:
         steps = train_steps(name=name.strip(), model=model, classes=classes, per_class=int(per_class),
                             representation=representation, epochs_per_chunk=int(epochs), chunks=int(chunks),
                             missing=missing, data_root=common.data_root(), model_options=options,
-                            batch_size=int(batch))
+                            batch_size=int(batch), probes=probe_sets)
         _start(f"train-{name.strip()}", "train", steps, name.strip())
 
 

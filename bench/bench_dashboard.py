@@ -3,7 +3,7 @@
     python bench/bench_dashboard.py [--small 10] [--large 200] [--epochs 100] [--repeats 5]
 
 Generates two runs folders (10 and 200 runs of 100 epochs each, written with pipeline.runs: config,
-history, chunk events, status) and times each page with streamlit's AppTest, 5 runs selected for
+history, chunk events, status; every 4th run a branch, every 10th a warm start) and times each page with streamlit's AppTest, 5 runs selected for
 Compare, in three phases: "first" is a script run with nothing cached (Streamlit's caches cleared and
 the summaries the dashboard saves under runs/.cache/ deleted: every config, history, event log and
 status read from disk, as on the very first start); "cold" a run after clearing Streamlit's caches
@@ -34,7 +34,8 @@ SELECTED = 5
 
 
 def make_runs(runs_dir: Path, count: int, epochs: int) -> list[str]:
-    """`count` finished runs of `epochs` epochs in 10-epoch chunks, alternating cnn and mobilenet."""
+    """`count` finished runs of `epochs` epochs in 10-epoch chunks, alternating cnn and mobilenet, some of
+    them branches and warm starts."""
     from pipeline import runs
     from pipeline.runs import RunConfig
 
@@ -45,9 +46,13 @@ def make_runs(runs_dir: Path, count: int, epochs: int) -> list[str]:
         name = f"{'cnn' if i % 2 == 0 else 'mobilenet'}-{i:03d}"
         run_dir = runs.run_path(runs_dir, name)
         run_dir.mkdir()
+        # Every 4th run a branch of the run before it, every 10th a warm start from run 0: the Runs page
+        # draws their family tree, Compare the selected branch from its parent's epoch 50.
+        parent = {"run": names[-1], "epoch": 50} if i % 4 == 3 else None
+        init_from = names[0] if i % 10 == 9 else None
         config = RunConfig(name=name, model="cnn" if i % 2 == 0 else "mobilenet",
                            classes=tuple(f"class{j}" for j in range(56)), per_class=1000, epochs_per_chunk=10,
-                           created=runs.now_iso())
+                           parent=parent, init_from=init_from, created=runs.now_iso())
         runs.write_config(run_dir, config)
         rows, t = [], start + i * 60
         for epoch in range(1, epochs + 1):

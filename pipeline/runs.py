@@ -1035,7 +1035,7 @@ def lineage_forest(records) -> list[LineageNode]:
     recorded, origins, notes = {}, {}, {}  # recorded: every origin; origins: those placed in the tree
     for name, record in records.items():
         if _field(record, "damaged"):
-            notes[name] = f"config unreadable: {_field(record, 'damaged')}"
+            notes[name] = f"unreadable: {_field(record, 'damaged')}"
             continue
         source, kind, epoch, note = recorded[name] = run_origin(record, records)
         if note:

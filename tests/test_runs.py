@@ -344,7 +344,7 @@ def test_lineage_survives_missing_parents_cycles_and_damaged_configs(tmp_path):
     assert "cycle" in by_name["a"].note and "cycle" in by_name["b"].note and "self -> self" in by_name["self"].note
     assert (by_name["c"].depth, by_name["c"].parent) == (1, "a")
     assert by_name["outside"].kind == "warm start" and "/elsewhere/model.h5" in by_name["outside"].note
-    assert by_name["broken"].depth == 0 and by_name["broken"].note.startswith("config unreadable")
+    assert by_name["broken"].depth == 0 and by_name["broken"].note.startswith("unreadable")
     assert [n.name for n in nodes].index("c") == [n.name for n in nodes].index("a") + 1  # under its parent
 
 

@@ -969,7 +969,7 @@ def _branch(parent_dir: Path, name: str, epoch: int, more: int, gap: float = 360
 @pytest.fixture
 def family(tmp_path, monkeypatch) -> dict[str, Path]:
     """base (8 epochs), base-b4 (branch at epoch 4, 3 more epochs an hour later), base-b4-b6 (a branch
-    of the branch) and warm (--init-from base)."""
+    of the branch), warm (--init-from base) and lonely (no family)."""
     runs_dir = tmp_path / "runs"
     made = {"base": _make_run(runs_dir, "base", "cnn", 8, 4, "finished")}
     made["base-b4"] = _branch(made["base"], "base-b4", 4, 3)
@@ -977,6 +977,7 @@ def family(tmp_path, monkeypatch) -> dict[str, Path]:
     config = runs_mod.make_config(name="warm", model="cnn", classes=("cat", "dog", "fish"), per_class=100,
                                   data_root=str(tmp_path / "data"), init_from="base")
     made["warm"] = runs_mod.create_run(config, runs_dir)
+    made["lonely"] = _make_run(runs_dir, "lonely", "cnn", 2, 2, "finished")  # no family: left out of the tree
     monkeypatch.setenv("QUICKDRAW_RUNS", str(runs_dir))
     return made
 
@@ -989,7 +990,9 @@ def test_runs_page_shows_the_family_tree(family):
     assert len(tree) == 4 and all(line.startswith(start) for line, start in zip(tree, starts, strict=True)), tree
     assert "branch from epoch 4" in tree[1] and "branch from epoch 6" in tree[2]
     assert "warm start from its best model" in tree[3] and "[finished, 8 epochs" in tree[0]
-    assert len(_dataframe(at, "runs_table")) == 4  # the table is still there, every run in it
+    assert len(_dataframe(at, "runs_table")) == 5  # the table is still there, every run in it
+    assert "lonely" not in "\n".join(tree)
+    assert any("Not shown: 1 run with no branch or warm start" in c.value for c in at.caption)
 
 
 def test_runs_page_without_branches_shows_no_tree(runs_env):

@@ -128,16 +128,20 @@ def seed_group_table(rows: list[dict]) -> pd.DataFrame:
         "best val top-3 (mean ± sd)"])
 
 
-def family_tree(rows: list[dict]) -> str:
+def family_tree(rows: list[dict]) -> tuple[str, int]:
     """The runs' family tree (pipeline.runs.lineage_forest) as indented text, one run a line: a branch
     under its parent with the epoch it started from, a warm start under its source, each with its
-    status, epochs and best val top-3; a run whose origin cannot be placed is a root with the reason."""
+    status, epochs and best val top-3; a run whose origin cannot be placed is a root with the reason.
+    Runs on their own (no parent, no child, nothing to note) are left out: (text, how many)."""
     by_name = {r["name"]: r for r in rows}
     nodes = runs_mod.lineage_forest(rows)
     last_child = {child: child == node.children[-1] for node in nodes for child in node.children}
     indent: dict[str, str] = {}  # what the lines under a run start with: a bar while siblings follow
-    lines = []
+    lines, alone = [], 0
     for node in nodes:
+        if not node.depth and not node.children and not node.note:
+            alone += 1
+            continue
         lead = indent.get(node.parent, "") if node.parent else ""
         branch = ("└─ " if last_child[node.name] else "├─ ") if node.parent else ""
         indent[node.name] = lead + ("" if not node.parent else "   " if last_child[node.name] else "│  ")
@@ -151,7 +155,7 @@ def family_tree(rows: list[dict]) -> str:
             ([f"best val top-3 {best:.4f}"] if isinstance(best, float) else [])
         text = f"{lead}{branch}{node.name}" + (f"  {link}" if link else "") + f"  [{', '.join(facts)}]"
         lines.append(text + (f"  ({node.note})" if node.note else ""))
-    return "\n".join(lines)
+    return "\n".join(lines), alone
 
 
 def has_lineage(rows: list[dict]) -> bool:
@@ -224,9 +228,11 @@ def render() -> None:
 
     if has_lineage(rows):  # every run, whatever the filters: a filtered-out parent would break the tree
         st.subheader("Family tree")
-        st.code(family_tree(rows), language=None)
+        tree, alone = family_tree(rows)
+        st.code(tree, language=None)
         st.caption("Branches (`python -m pipeline branch`) under their parent with the epoch they start from; "
-                   "warm starts (`train --init-from`) under the run whose best model they started from.")
+                   "warm starts (`train --init-from`) under the run whose best model they started from." +
+                   (f" Not shown: {alone} run{'s' if alone != 1 else ''} with no branch or warm start." if alone else ""))
 
     # Selection for Compare: kept outside the widget's key so it survives visits to other pages.
     names = [r["name"] for r in rows if r["status"] != "damaged"]

@@ -11,7 +11,6 @@ result from those files only; its log is shown as it is, never parsed.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
 from pathlib import Path
 
 import streamlit as st
@@ -20,7 +19,7 @@ from pipeline import runs as runs_mod
 from pipeline.errors import RunError
 
 REPO = Path(__file__).resolve().parents[1]
-RUN_FILES = ("config.json", "history.csv", "events.jsonl", "status.json", "eval.json", ".lock")
+RUN_FILES = ("config.json", "history.csv", "events.jsonl", "status.json", "eval.json", ".lock", "model/meta.json")
 SELECTED_KEY = "selected_runs"  # the runs picked on the Runs page, used by Compare (not a widget key)
 
 
@@ -71,46 +70,97 @@ def _mtime(path: Path) -> float:
 
 
 def run_signature(run_dir: Path) -> tuple:
-    """Modification times of the files a run summary depends on: the cache key of its row."""
-    return tuple(_mtime(run_dir / name) for name in RUN_FILES)
+    """Modification times of the files a run summary depends on (0: absent): the cache key of its row.
+    os.stat on joined strings: pathlib's joins cost more than the stats on a page of hundreds of runs."""
+    folder = os.fspath(run_dir) + os.sep
+    times = []
+    for name in RUN_FILES:
+        try:
+            times.append(os.stat(folder + name).st_mtime_ns)
+        except OSError:
+            times.append(0)
+    return tuple(times)
 
 
 @st.cache_resource(show_spinner=False)
 def _summary_store() -> dict:
-    """{run path: (signature, summary)} shared by all sessions. A plain dict rather than st.cache_data:
-    cache_data pickles every hit, which made the Runs page scale badly with hundreds of runs."""
+    """{run path: (signature, summary, config)} shared by all sessions. A plain dict rather than
+    st.cache_data: cache_data pickles every hit, which made the Runs page scale badly with hundreds of runs."""
     return {}
 
 
-def _summary_cached(path: str, signature: tuple) -> dict:
+@st.cache_resource(show_spinner=False)
+def _summary_disk() -> dict:
+    """{"loaded": runs folders whose saved summaries are in the store, "changed": folders with new ones}."""
+    return {"loaded": set(), "changed": set()}
+
+
+def _load_saved_summaries(directory: Path) -> None:
+    """Once per process and runs folder: the summaries the previous dashboard process saved
+    (pipeline.runs.read_summary_cache), so a restart does not read every run's history again."""
+    disk = _summary_disk()
+    if str(directory) in disk["loaded"]:
+        return
+    disk["loaded"].add(str(directory))
     store = _summary_store()
+    for path, entry in runs_mod.read_summary_cache(directory).items():
+        store.setdefault(path, entry)
+
+
+def _record_cached(path: str, signature: tuple, store: dict | None = None) -> tuple[dict, object]:
+    """(summary dict, RunConfig or None) of a run, read again only when one of its files changed.
+    `store`: _summary_store(), fetched once by callers that look up hundreds of runs."""
+    store = _summary_store() if store is None else store
     hit = store.get(path)
     if hit is not None and hit[0] == signature:
-        return hit[1]
-    summary = asdict(runs_mod.summarize_run(Path(path)))
-    summary["path"] = path
-    store[path] = (signature, summary)
-    return summary
+        return hit[1], hit[2]
+    summary, config = runs_mod.summarize_run_with_config(Path(path))
+    row = dict(vars(summary))  # a shallow copy: dataclasses.asdict deep-copies every field, for nothing
+    row["path"] = path
+    store[path] = (signature, row, config)
+    _summary_disk()["changed"].add(os.path.dirname(path))
+    return row, config
 
 
-def run_summaries(directory: Path | None = None) -> list[dict]:
-    """One dict per run (pipeline.runs.RunSummary fields), newest first; damaged runs included."""
+def run_folders(directory: Path | None = None) -> list[Path]:
+    """The run folders of the runs directory (valid run names, no dot-folders), by name; nothing read."""
     directory = directory or runs_dir()
     if not directory.is_dir():
         return []
-    rows = []
-    for path in directory.iterdir():
-        if not path.is_dir() or path.name.startswith("."):
-            continue
-        try:
-            runs_mod.validate_run_name(path.name)
-        except RunError:
-            continue
-        row = dict(_summary_cached(str(path), run_signature(path)))  # a copy: callers may edit it
-        if row["status"] == "running":
-            # Liveness of the trainer's PID is not in any mtime: check it on every run of the page.
-            row["status"] = runs_mod.run_state(path).state
-        rows.append(row)
+    names = []
+    with os.scandir(directory) as entries:  # the entries' types come with the listing: no stat per run
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.is_dir():
+                continue
+            try:
+                runs_mod.validate_run_name(entry.name)
+            except RunError:
+                continue
+            names.append(entry.name)
+    return [directory / name for name in sorted(names)]
+
+
+def run_summary(path: Path, store: dict | None = None) -> dict:
+    """One run's summary dict (pipeline.runs.RunSummary fields), re-read only when its files changed."""
+    row = dict(_record_cached(str(path), run_signature(path), store)[0])  # a copy: callers may edit it
+    if row["status"] == "running":
+        # Liveness of the trainer's PID is not in any mtime: check it on every run of the page.
+        row["status"] = runs_mod.run_state(path).state
+    return row
+
+
+def run_summaries(directory: Path | None = None) -> list[dict]:
+    """One dict per run (pipeline.runs.RunSummary fields), newest first; damaged runs included. The
+    summaries are also saved under the runs folder for the next dashboard process."""
+    directory = directory or runs_dir()
+    _load_saved_summaries(directory)
+    folders = run_folders(directory)
+    store = _summary_store()
+    rows = [run_summary(path, store) for path in folders]
+    changed = _summary_disk()["changed"]
+    if str(directory) in changed:
+        changed.discard(str(directory))
+        runs_mod.write_summary_cache(directory, {str(p): store[str(p)] for p in folders if str(p) in store})
     return sorted(rows, key=lambda r: r.get("updated") or 0, reverse=True)
 
 
@@ -131,19 +181,43 @@ def history(run_dir: Path) -> list[dict]:
         return []
 
 
-@st.cache_data(show_spinner=False, max_entries=1000)
-def _config_cached(path: str, signature: tuple):
-    return runs_mod.read_config(Path(path))
+def configs_of(rows: list[dict]) -> dict:
+    """{name: RunConfig} of summary rows just listed by `run_summaries` (their files were checked then:
+    no second look at every run's files), for the runs whose config reads."""
+    store = _summary_store()
+    configs = {}
+    for row in rows:
+        hit = store.get(row["path"])
+        config = hit[2] if hit is not None else run_configs({row["name"]: Path(row["path"])}).get(row["name"])
+        if config is not None:
+            configs[row["name"]] = config
+    return configs
+
+
+@st.cache_resource(show_spinner=False)
+def _seed_group_memo() -> dict:
+    return {}
+
+
+def seed_groups_of(rows: list[dict]) -> list:
+    """pipeline.runs.seed_groups of summary rows just listed, computed again only when one of their runs'
+    files changed (it compares every run's whole config: hundreds of runs on every rerun add up)."""
+    store = _summary_store()
+    key = tuple((row["name"], (store.get(row["path"]) or (None,))[0]) for row in rows)
+    memo = _seed_group_memo()
+    if memo.get("key") != key:
+        memo.update(key=key, groups=runs_mod.seed_groups(configs_of(rows)))
+    return memo["groups"]
 
 
 def run_configs(run_dirs: dict[str, Path]) -> dict:
-    """{name: RunConfig} of the runs whose config.json reads, re-read only when their files change."""
+    """{name: RunConfig} of the runs whose config.json reads, re-read only when their files change
+    (kept with each run's summary)."""
     configs = {}
     for name, run_dir in run_dirs.items():
-        try:
-            configs[name] = _config_cached(str(run_dir), run_signature(Path(run_dir)))
-        except (RunError, OSError):
-            continue
+        config = _record_cached(str(run_dir), run_signature(Path(run_dir)))[1]
+        if config is not None:
+            configs[name] = config
     return configs
 
 

@@ -235,27 +235,43 @@ def write_history(run_dir: Path, rows: list[dict]) -> None:
     atomic_write_text(Path(run_dir) / "history.csv", history_to_csv(rows))
 
 
-def read_history(run_dir: Path) -> list[dict]:
+def read_history(run_dir: Path, columns: tuple[str, ...] | None = None) -> list[dict]:
     """Rows of history.csv as dicts of numbers; a line cut short (hand edits, old tools) is dropped
-    with a warning, a file that is not a history at all raises RunError."""
+    with a warning, a file that is not a history at all raises RunError. `columns`: read only those
+    (cells of the other columns are not checked), for summaries of hundreds of runs."""
     path = Path(run_dir) / "history.csv"
     if not path.exists():
         return []
     with open(path, encoding="utf-8", errors="replace", newline="") as fh:
-        reader = csv.DictReader(fh, restkey="\0extra")
-        if not reader.fieldnames:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if not header:
             return []
-        if "epoch" not in reader.fieldnames:
+        if "epoch" not in header:
             raise RunError(f"{path} has no 'epoch' column; it is not a Quick Draw Lab history.")
+        # One converter per column, chosen once: the Runs page reads hundreds of histories. A row of
+        # numbers only (the usual one) takes the fast path: map(float) and zip run in C.
+        parsers = [_CELL_PARSERS.get(key, _number_or_text) for key in header]
+        wanted = [(index, key, parse) for index, (key, parse) in enumerate(zip(header, parsers, strict=True))
+                  if columns is None or key in columns]
+        fast = columns is None and all(parse is not _number_or_text for parse in parsers)
+        counts = [index for index, parse in enumerate(parsers) if parse is int]
         rows, bad = [], 0
-        for raw in reader:
-            if not any(raw.values()):
+        for cells in reader:
+            if not any(cells):
                 continue
-            if "\0extra" in raw or None in raw.values():  # too many or too few cells
+            if len(cells) != len(header):  # too many or too few cells
                 bad += 1
                 continue
             try:
-                rows.append({key: _parse_cell(key, cell) for key, cell in raw.items()})
+                if fast and all(cells):
+                    values = list(map(float, cells))
+                    for index in counts:
+                        values[index] = int(cells[index])
+                    rows.append(dict(zip(header, values, strict=True)))
+                else:
+                    rows.append({key: parse(cells[index]) if cells[index] != "" else None
+                                 for index, key, parse in wanted})
             except ValueError:
                 bad += 1
     if bad:
@@ -263,19 +279,21 @@ def read_history(run_dir: Path) -> list[dict]:
     return rows
 
 
-def _parse_cell(key: str, cell: str):
-    if cell == "":
-        return None
-    if key in ("epoch", "chunk"):
-        return int(cell)
-    if key in ("started", "ended"):
-        return float(cell)
+def _number_or_text(cell: str):
     try:
         return float(cell)
     except ValueError:
-        if key in METRIC_COLUMNS:
-            raise
         return cell
+
+
+# How history.csv's cells are read: counts as int, times and metrics as float (a cell that is not a
+# number makes the row damaged), any other column a number when it is one, else its text.
+_CELL_PARSERS = {"epoch": int, "chunk": int, "started": float, "ended": float,
+                 **{key: float for key in METRIC_COLUMNS}}
+
+
+# What a run's summary reads of its history (every column of hundreds of runs made the Runs page slow).
+SUMMARY_COLUMNS = ("epoch", "chunk", "val_top3", "val_loss", "val_accuracy")
 
 
 def best_row(history: list[dict]) -> dict | None:
@@ -411,14 +429,19 @@ def run_state(run_dir: Path) -> RunState:
         read_config(run_dir)
     except RunError as exc:
         return RunState("damaged", str(exc))
-    status = read_status(run_dir)
+    return state_from_record(run_dir, read_status(run_dir), lambda: read_events(run_dir))
+
+
+def state_from_record(run_dir: Path, status: dict, events) -> RunState:
+    """`run_state` of a run whose config reads, from its status.json and events (a list, or a function
+    returning it, called only when needed): `summarize_run` has read them already."""
     recorded = status.get("state", "created")
     holder = read_lock(run_dir)
     if holder is not None:
         return RunState("running", f"trained by PID {holder['pid']}", pid=holder["pid"], status=status)
     if recorded == "damaged":
         return RunState("damaged", status.get("message", "status.json unreadable"), status=status)
-    unfinished = open_chunk(read_events(run_dir))
+    unfinished = open_chunk(events() if callable(events) else events)
     if recorded == "running" or recorded == "crashed" or unfinished is not None:
         pid = status.get("pid")
         message = status.get("message") if recorded == "crashed" else None
@@ -689,11 +712,14 @@ class RunSummary:
     test_top1: float | None = None
     test_top3: float | None = None
     status: str = "created"
-    parent: str | None = None
+    parent: str | None = None  # the run it branched from (config.json's parent.run)
+    parent_epoch: int | None = None  # the parent's epoch it branched from
+    init_from: str | None = None  # a warm start's source: a run name or a model file
     updated: float | None = None
     damaged: str | None = None
     imported: bool = False
     checkpoints: int = 0  # training checkpoints on disk: 0 for a cloned or imported record (not trainable)
+    model_epoch: int | None = None  # the epoch model/ holds (model/meta.json)
 
 
 def recorded_update_time(events: list[dict], status: dict, evaluation: dict | None) -> float | None:
@@ -709,19 +735,27 @@ def recorded_update_time(events: list[dict], status: dict, evaluation: dict | No
 def summarize_run(run_dir: Path) -> RunSummary:
     """One row for `python -m pipeline runs` and the dashboard's Runs page; never raises: a damaged
     run comes back with status 'damaged' and the reason."""
+    return summarize_run_with_config(run_dir)[0]
+
+
+def summarize_run_with_config(run_dir: Path) -> tuple[RunSummary, RunConfig | None]:
+    """`summarize_run` and the run's config (None when unreadable), each file read once: the dashboard
+    keeps both per run (seed groups and the family tree need the config, the table the summary)."""
     run_dir = Path(run_dir)
     summary = RunSummary(name=run_dir.name, path=run_dir)
+    config = None
     try:
-        summary.updated = max((p.stat().st_mtime for p in run_dir.iterdir() if p.is_file()), default=None)
         config = read_config(run_dir)
         summary.model = config.model
         summary.representation = config.representation
         summary.classes = len(config.classes)
         summary.parent = (config.parent or {}).get("run")
+        summary.parent_epoch = (config.parent or {}).get("epoch")
+        summary.init_from = config.init_from
         summary.imported = bool(config.imported_from)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            history = read_history(run_dir)
+            history = read_history(run_dir, SUMMARY_COLUMNS)
         summary.epochs = len(history)
         events = read_events(run_dir)
         summary.chunks = count_chunks(events) or len({row.get("chunk") for row in history})
@@ -736,13 +770,68 @@ def summarize_run(run_dir: Path) -> RunSummary:
         ev = read_json(eval_path) if eval_path.exists() else None
         if ev is not None and ev.get("data", "test split") == "test split":  # older folder evaluations wrote here
             summary.test_top1, summary.test_top3 = ev.get("top1"), ev.get("top3")
-        state = run_state(run_dir)
+        meta_path = run_dir / "model" / "meta.json"
+        try:  # a bad meta.json leaves the run readable: only its model epoch is unknown
+            meta = read_json(meta_path) if meta_path.exists() else None
+        except RunError:
+            meta = None
+        epoch = meta.get("epoch") if isinstance(meta, dict) else None
+        summary.model_epoch = int(epoch) if isinstance(epoch, int | float) and not isinstance(epoch, bool) else None
+        state = state_from_record(run_dir, read_status(run_dir), events)
         summary.status = state.state
-        summary.updated = recorded_update_time(events, state.status, ev) or summary.updated
+        summary.updated = recorded_update_time(events, state.status, ev)
     except (RunError, OSError, ValueError, KeyError, TypeError) as exc:
         summary.status = "damaged"
         summary.damaged = str(exc)
-    return summary
+    if summary.updated is None:  # nothing recorded a time (a damaged or hand-made run): its newest file's
+        try:
+            summary.updated = max((p.stat().st_mtime for p in run_dir.iterdir() if p.is_file()), default=None)
+        except OSError:
+            pass
+    return summary, config
+
+
+# The dashboard's summaries of every run, kept across its restarts (a dot-folder: list_runs skips it).
+SUMMARY_CACHE = Path(".cache") / "summaries.json"
+SUMMARY_CACHE_VERSION = 1
+
+
+def read_summary_cache(runs_dir: Path | str) -> dict[str, tuple[tuple, dict, RunConfig | None]]:
+    """{run folder: (signature, summary dict, RunConfig or None)} as `write_summary_cache` left them;
+    {} when absent, unreadable or written for other summary fields (an older Quick Draw Lab). Each
+    entry is only as good as its signature: the caller compares it with the run's files first."""
+    path = Path(runs_dir) / SUMMARY_CACHE
+    try:
+        data = read_json(path) if path.exists() else None
+    except (RunError, OSError):
+        return {}
+    fields = sorted(f.name for f in dataclasses.fields(RunSummary))
+    if not isinstance(data, dict) or data.get("version") != SUMMARY_CACHE_VERSION or data.get("fields") != fields:
+        return {}
+    entries = {}
+    for folder, entry in (data.get("runs") or {}).items():
+        try:
+            config = RunConfig.from_json(entry["config"]) if entry.get("config") is not None else None
+            entries[folder] = (tuple(entry["signature"]), dict(entry["summary"]), config)
+        except (RunError, KeyError, TypeError, ValueError):
+            continue  # a config of another schema: that run is summarised again
+    return entries
+
+
+def write_summary_cache(runs_dir: Path | str, entries: dict[str, tuple[tuple, dict, RunConfig | None]]) -> None:
+    """Keep the entries of the runs in `runs_dir` for the next dashboard process (atomic, like every file
+    here; a folder that cannot be written only costs that process a first read of every run)."""
+    runs_dir = Path(runs_dir)
+    prefix = str(runs_dir) + os.sep
+    payload = {"version": SUMMARY_CACHE_VERSION, "fields": sorted(f.name for f in dataclasses.fields(RunSummary)),
+               "runs": {folder: {"signature": list(signature), "summary": summary,
+                                 "config": config.to_json() if config is not None else None}
+                        for folder, (signature, summary, config) in entries.items() if folder.startswith(prefix)}}
+    try:
+        (runs_dir / SUMMARY_CACHE).parent.mkdir(exist_ok=True)
+        atomic_write_json(runs_dir / SUMMARY_CACHE, payload)
+    except (RunError, OSError):
+        pass
 
 
 def list_runs(runs_dir: Path | str) -> list[RunSummary]:
@@ -819,7 +908,10 @@ def _named_configs(configs) -> dict[str, RunConfig]:
 
 def training_identity(config: RunConfig) -> str:
     """Everything that decides how a run trains except its seed, as one comparable string."""
-    data = {k: v for k, v in config.to_json().items() if k not in IDENTITY_FIELDS and k != SEED_FIELD}
+    # The fields as they are (json.dumps writes the classes tuple as a list, like to_json), without
+    # to_json's deep copy: the Runs page computes this for every run.
+    data = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+            if f.name not in IDENTITY_FIELDS and f.name != SEED_FIELD}
     return json.dumps(data, sort_keys=True, default=str)
 
 
@@ -846,14 +938,16 @@ def seed_groups(configs) -> list[SeedGroup]:
 
 def mean_sd(values) -> tuple[float | None, float | None, int]:
     """(mean, sample standard deviation, count) of the numbers among `values` (None skipped); the sd
-    is None below two numbers."""
-    import statistics
-
+    is None below two numbers. Two passes of math.fsum rather than statistics.stdev, which computes with
+    exact fractions: milliseconds per group of a hundred runs, on every rerun of the Runs page."""
     numbers = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)
                and not math.isnan(v)]
     if not numbers:
         return None, None, 0
-    return statistics.fmean(numbers), (statistics.stdev(numbers) if len(numbers) > 1 else None), len(numbers)
+    mean = math.fsum(numbers) / len(numbers)
+    if len(numbers) < 2:
+        return mean, None, 1
+    return mean, math.sqrt(math.fsum((x - mean) ** 2 for x in numbers) / (len(numbers) - 1)), len(numbers)
 
 
 def seed_group_metrics(group: SeedGroup, summaries: dict) -> dict[str, tuple[float | None, float | None, int]]:
@@ -915,3 +1009,95 @@ def config_differences(configs, all_fields: bool = False) -> list[dict]:
         if differs or all_fields:
             rows.append({"field": field_name, **values})
     return rows
+
+
+# ---------------------------------------------------------------- lineage: the family tree of runs
+@dataclass(frozen=True)
+class LineageNode:
+    """One run in the family tree, in tree order (`lineage_forest`): `depth` 0 is a root. `parent` is
+    the run it came from when that run is listed (None for a root), `kind` how it came from it
+    ("branch": `python -m pipeline branch`, a copy of the parent's checkpoint at `epoch`; "warm start":
+    `train --init-from`, the source's best weights with a fresh optimizer), `note` why a run that came
+    from somewhere is shown as a root (its parent is missing, a cycle, an unreadable config, a model
+    file from outside runs/)."""
+
+    name: str
+    depth: int = 0
+    parent: str | None = None
+    kind: str | None = None
+    epoch: int | None = None
+    note: str = ""
+    children: tuple[str, ...] = ()
+
+
+def _field(record, key: str):
+    return record.get(key) if isinstance(record, dict) else getattr(record, key, None)
+
+
+def run_origin(record, names) -> tuple[str | None, str | None, int | None, str]:
+    """(source run, kind, epoch, note) of one run summary (RunSummary or its dict); `names`: the runs
+    listed. A warm start from `<runs>/<run>/model/model.keras` counts as a warm start from <run>."""
+    if _field(record, "parent"):
+        epoch = _field(record, "parent_epoch")
+        return str(_field(record, "parent")), "branch", int(epoch) if isinstance(epoch, int) else None, ""
+    source = _field(record, "init_from")
+    if not source:
+        return None, None, None, ""
+    path = Path(str(source))
+    if path.suffix in (".keras", ".h5"):
+        if len(path.parts) >= 3 and path.parts[-2] == "model" and path.parts[-3] in names:
+            return path.parts[-3], "warm start", None, ""
+        return None, "warm start", None, f"warm start from the model file {source}"
+    return str(source), "warm start", None, ""
+
+
+def lineage_forest(records) -> list[LineageNode]:
+    """The runs' family tree as a list in depth-first order: each root (a run trained from scratch, or
+    one whose origin cannot be placed) followed by its descendants; roots by name, siblings branches
+    first (by epoch) then warm starts.
+
+    `records`: run summaries (`list_runs`' RunSummary, or their dicts) with name, parent,
+    parent_epoch, init_from and damaged. Never raises: a run whose parent is not listed (deleted or
+    renamed) is a root with a note saying so, a damaged run is a root with its reason, and runs whose
+    parents form a cycle (configs edited by hand) are roots with the cycle named."""
+    records = {str(_field(r, "name")): r for r in records}
+    recorded, origins, notes = {}, {}, {}  # recorded: every origin; origins: those placed in the tree
+    for name, record in records.items():
+        if _field(record, "damaged"):
+            notes[name] = f"unreadable: {_field(record, 'damaged')}"
+            continue
+        source, kind, epoch, note = recorded[name] = run_origin(record, records)
+        if note:
+            notes[name] = note
+        if source is None:
+            continue
+        if source not in records:
+            notes[name] = (f"{kind} of '{source}'" + (f" at epoch {epoch}" if epoch else "") +
+                           ", which is not in this folder (deleted or renamed)")
+            continue
+        origins[name] = source
+    for name in list(origins):  # a parent chain that comes back to where it started: cut every link in it
+        if name not in origins:
+            continue
+        chain, current = [name], origins[name]
+        while current in origins and current not in chain:
+            chain.append(current)
+            current = origins[current]
+        if current == name:
+            for member in chain:
+                notes[member] = "cycle in the recorded parents: " + " -> ".join([*chain, name])
+                origins.pop(member, None)
+    children: dict[str, list[str]] = {}
+    for name, source in origins.items():
+        children.setdefault(source, []).append(name)
+    nodes: list[LineageNode] = []
+    stack = [(name, 0) for name in sorted((n for n in records if n not in origins), reverse=True)]
+    while stack:  # depth first, without recursion (a long chain of branches is no problem)
+        name, depth = stack.pop()
+        _, kind, epoch, _ = recorded.get(name, (None, None, None, ""))
+        # Branches by the epoch they start from, then warm starts, each by name.
+        kids = tuple(sorted(children.get(name, []), key=lambda n: (recorded[n][1] != "branch", recorded[n][2] or 0, n)))
+        nodes.append(LineageNode(name=name, depth=depth, parent=origins.get(name), kind=kind, epoch=epoch,
+                                 note=notes.get(name, ""), children=kids))
+        stack += [(child, depth + 1) for child in reversed(kids)]
+    return nodes

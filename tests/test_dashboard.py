@@ -1044,3 +1044,121 @@ def test_a_click_on_the_difference_heatmap_names_its_pair():
     assert pair_of_selection(event) == ("cat", "dog")
     assert pair_of_selection({"selection": {"points": [], "point_indices": [], "box": [], "lasso": []}}) is None
     assert pair_of_selection(None) is None
+
+
+# ---------------------------------------------------------------- lineage: branches and warm starts
+def _branch(parent_dir: Path, name: str, epoch: int, more: int, gap: float = 3600.0) -> Path:
+    """`python -m pipeline branch`'s record: runs.branch_run from a checkpoint of the parent at `epoch`
+    (its history up to there, weights stand-ins), then `more` epochs trained `gap` seconds after the
+    parent's last one."""
+    from pipeline.checkpoints import Checkpoint, TrainState, epoch_checkpoint_path
+
+    rows = runs_mod.read_history(parent_dir)
+    state = TrainState(epoch=epoch, schedule={"lr": 0.002, "best": 1.0, "wait": 0}, history=rows[:epoch])
+    Checkpoint(state, {"dense/kernel": np.zeros(2)}, {}).save(epoch_checkpoint_path(parent_dir, epoch))
+    run_dir = runs_mod.branch_run(parent_dir, name, from_epoch=epoch, learning_rate=0.0005)
+    history = runs_mod.read_history(run_dir)
+    t = rows[-1]["ended"] + gap
+    for offset in range(1, more + 1):
+        history.append({**rows[epoch - 1], "epoch": epoch + offset, "chunk": 2, "started": t, "ended": t + 20,
+                        "val_top3": 0.99 - 0.01 * offset})
+        t += 21
+    runs_mod.write_history(run_dir, history)
+    return run_dir
+
+
+@pytest.fixture
+def family(tmp_path, monkeypatch) -> dict[str, Path]:
+    """base (8 epochs), base-b4 (branch at epoch 4, 3 more epochs an hour later), base-b4-b6 (a branch
+    of the branch), warm (--init-from base) and lonely (no family)."""
+    runs_dir = tmp_path / "runs"
+    made = {"base": _make_run(runs_dir, "base", "cnn", 8, 4, "finished")}
+    made["base-b4"] = _branch(made["base"], "base-b4", 4, 3)
+    made["base-b4-b6"] = _branch(made["base-b4"], "base-b4-b6", 6, 2)
+    config = runs_mod.make_config(name="warm", model="cnn", classes=("cat", "dog", "fish"), per_class=100,
+                                  data_root=str(tmp_path / "data"), init_from="base")
+    made["warm"] = runs_mod.create_run(config, runs_dir)
+    made["lonely"] = _make_run(runs_dir, "lonely", "cnn", 2, 2, "finished")  # no family: left out of the tree
+    monkeypatch.setenv("QUICKDRAW_RUNS", str(runs_dir))
+    return made
+
+
+def test_runs_page_shows_the_family_tree(family):
+    at = page_test("runs").run()
+    assert not at.exception, at.exception
+    tree = next(c.value for c in at.code if "base-b4" in c.value).splitlines()
+    starts = ["base  ", "├─ base-b4  ", "│  └─ base-b4-b6  ", "└─ warm  "]
+    assert len(tree) == 4 and all(line.startswith(start) for line, start in zip(tree, starts, strict=True)), tree
+    assert "branch from epoch 4" in tree[1] and "branch from epoch 6" in tree[2]
+    assert "warm start from its best model" in tree[3] and "[finished, 8 epochs" in tree[0]
+    assert len(_dataframe(at, "runs_table")) == 5  # the table is still there, every run in it
+    assert "lonely" not in "\n".join(tree)
+    assert any("Not shown: 1 run with no branch or warm start" in c.value for c in at.caption)
+
+
+def test_runs_page_without_branches_shows_no_tree(runs_env):
+    at = page_test("runs").run()
+    assert not at.exception and not any("Family tree" in s.value for s in at.subheader)
+
+
+def test_compare_draws_a_branch_from_its_parents_branch_point(family):
+    at = page_test("compare")
+    at.session_state["selected_runs"] = ["base", "base-b4", "base-b4-b6"]
+    at.run()
+    assert not at.exception, at.exception
+    traces = {t.get("name"): t for t in _chart(at)["data"]}
+    assert traces["base"]["x"] == list(range(1, 9))
+    assert traces["base-b4"]["x"] == [4, 5, 6, 7]  # the copied epochs 1-3 appear once, as base's
+    assert traces["base-b4-b6"]["x"] == [6, 7, 8]
+    marker = traces["base-b4 branches from base at epoch 4"]
+    assert marker["x"] == [4] and marker["y"] == pytest.approx([traces["base"]["y"][3]])
+    assert "base-b4-b6 branches from base-b4 at epoch 6" in traces
+    assert any("base-b4 from base at epoch 4" in c.value for c in at.caption)
+    at.session_state["selected_runs"] = ["base-b4"]  # without its parent, the whole history is the branch's
+    at.multiselect(key="compare_runs").set_value(["base-b4"]).run()
+    assert _chart(at)["data"][0]["x"] == list(range(1, 8))
+
+
+def test_a_branchs_training_time_continues_from_its_parents_at_the_branch_point(family):
+    from dashboard.views.compare import branch_points, build_figure, merged_history
+
+    run_dirs = {name: family[name] for name in ("base", "base-b4")}
+    branches = branch_points({"base-b4": {"parent": "base", "parent_epoch": 4}}, run_dirs)
+    data = merged_history(run_dirs, "val_top3", 0.0)
+    figure = build_figure(data, run_dirs, "val_top3", "training", 0.0, branches=branches)
+    curves = {t.name: list(t.x) for t in figure.data if t.name in run_dirs}
+    # 30 s per epoch of base, 20 s per epoch of the branch; the hour between them is not training time.
+    assert curves["base"][3] == curves["base-b4"][0] == pytest.approx(4 * 30 / 60)
+    assert curves["base-b4"][1:] == pytest.approx([(120 + 20 * k) / 60 for k in (1, 2, 3)])
+    elapsed = build_figure(data, run_dirs, "val_top3", "elapsed", 0.0, branches=branches)
+    assert [t for t in elapsed.data if t.name == "base-b4"][0].x[1] > 60  # wall-clock still shows the gap
+
+
+def test_a_restarted_dashboard_reads_saved_summaries_and_rereads_a_changed_run(tmp_path, monkeypatch):
+    import streamlit as st
+
+    runs_dir = tmp_path / "runs"
+    changed = _make_run(runs_dir, "changes", "cnn", 4, 4, "finished")
+    _make_run(runs_dir, "stays", "cnn", 3, 3, "finished")
+    monkeypatch.setenv("QUICKDRAW_RUNS", str(runs_dir))
+    page_test("runs").run()
+    saved = runs_mod.read_summary_cache(runs_dir)
+    assert {Path(p).name: entry[1]["epochs"] for p, entry in saved.items()} == {"changes": 4, "stays": 3}
+    rows = runs_mod.read_history(changed)
+    runs_mod.write_history(changed, rows + [{**rows[-1], "epoch": 5}])
+    st.cache_data.clear()
+    st.cache_resource.clear()  # a new dashboard process
+    at = page_test("runs").run()
+    assert not at.exception, at.exception
+    table = _dataframe(at, "runs_table").set_index("name")
+    assert table.loc["changes", "epochs"] == 5 and table.loc["stays", "epochs"] == 3
+    assert runs_mod.read_summary_cache(runs_dir)[str(changed)][1]["epochs"] == 5
+
+
+def test_compare_says_why_a_damaged_run_cannot_be_compared(runs_env):
+    at = page_test("compare")
+    at.session_state["selected_runs"] = ["cnn-finished", "broken-run"]
+    at.run()
+    assert not at.exception, at.exception
+    assert any("broken-run" in w.value and "cannot be compared" in w.value for w in at.warning)
+    assert at.get("plotly_chart")

@@ -413,6 +413,8 @@ def test_runs_page_shows_dashes_counts_and_whole_parents(newcomer_dashboard, bro
         end = next(x for x, t in headers if x > start)
         parent = next(d for d in drawn if d["text"] == "cnn-56" and start - 1 <= d["x"] < end)
         assert parent["width"] < end - start - 8, "the parent column shows the whole parent's name"
+        tree = page.get_by_test_id("stCode").filter(has_text="cnn-56-branch")  # the family tree, under the table
+        expect(tree).to_contain_text("└─ cnn-56-branch branch from epoch 8")
         search = page.locator(".st-key-runs_search input")
         search.fill("mobilenet")
         search.press("Enter")

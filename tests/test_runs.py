@@ -1,11 +1,13 @@
 """runs/ contract: names confined to runs/, atomic files, tolerant readers, locks, listing."""
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from pipeline import runs
@@ -281,3 +283,115 @@ def test_config_differences_show_only_differing_fields_unless_all():
     assert every["name"]["a2"] == "a2"
     one_removed = runs.config_differences([a, _config("d", 0, classes=("cat", "dog", "cow"))])
     assert one_removed[0]["d"] == "3 classes, differs: +1 -1"
+
+
+# ---------------------------------------------------------------- lineage
+def _checkpointed_run(runs_dir, name, epochs):
+    """A run with `epochs` history rows and an epoch-end checkpoint at each (weights stand-ins: branch_run
+    copies them, it never builds a model)."""
+    from pipeline.checkpoints import Checkpoint, TrainState, epoch_checkpoint_path
+
+    path, _ = make_run(runs_dir, name)
+    rows = [{"epoch": e, "chunk": 1, "started": 1000.0 * e, "ended": 1000.0 * e + 60, "val_top3": 0.5 + e / 100}
+            for e in range(1, epochs + 1)]
+    runs.write_history(path, rows)
+    for epoch in range(1, epochs + 1):
+        state = TrainState(epoch=epoch, schedule={"lr": 0.001, "best": 1.0, "wait": 0}, history=rows[:epoch])
+        Checkpoint(state, {"dense/kernel": np.zeros(2)}, {}).save(epoch_checkpoint_path(path, epoch))
+    return path
+
+
+def _tree(runs_dir):
+    return [(n.name, n.depth, n.parent, n.kind, n.epoch) for n in runs.lineage_forest(runs.list_runs(runs_dir))]
+
+
+def test_lineage_puts_branches_under_their_parent_with_the_epoch_and_warm_starts_under_their_source(tmp_path):
+    root = _checkpointed_run(tmp_path, "base", 6)
+    runs.branch_run(root, "base-lr", from_epoch=4, learning_rate=0.0005)
+    late = _checkpointed_run(tmp_path, "base-lr-x", 0)  # a branch of the branch, recorded in its config
+    runs.write_config(late, dataclasses.replace(runs.read_config(late), parent={"run": "base-lr", "epoch": 5}))
+    make_run(tmp_path, "warm", init_from="base")
+    make_run(tmp_path, "warm-file", init_from=str(tmp_path / "base" / "model" / "model.keras"))
+    make_run(tmp_path, "scratch")
+    assert _tree(tmp_path) == [
+        ("base", 0, None, None, None),
+        ("base-lr", 1, "base", "branch", 4),
+        ("base-lr-x", 2, "base-lr", "branch", 5),
+        ("warm", 1, "base", "warm start", None),
+        ("warm-file", 1, "base", "warm start", None),
+        ("scratch", 0, None, None, None),
+    ]
+    nodes = {n.name: n for n in runs.lineage_forest(runs.list_runs(tmp_path))}
+    assert nodes["base"].children == ("base-lr", "warm", "warm-file")
+    assert all(not n.note for n in nodes.values())
+
+
+def test_lineage_survives_missing_parents_cycles_and_damaged_configs(tmp_path):
+    make_run(tmp_path, "orphan", parent={"run": "gone", "epoch": 3})
+    make_run(tmp_path, "a", parent={"run": "b", "epoch": 1})
+    make_run(tmp_path, "b", parent={"run": "a", "epoch": 2})
+    make_run(tmp_path, "self", parent={"run": "self", "epoch": 1})
+    make_run(tmp_path, "c", parent={"run": "a", "epoch": 1})  # hangs below a cycle: placed once a is a root
+    make_run(tmp_path, "outside", init_from="/elsewhere/model.h5")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{ not json", encoding="utf-8")
+    nodes = runs.lineage_forest(runs.list_runs(tmp_path))
+    assert sorted(n.name for n in nodes) == sorted(["orphan", "a", "b", "self", "c", "outside", "broken"])
+    by_name = {n.name: n for n in nodes}
+    assert by_name["orphan"].depth == 0 and by_name["orphan"].kind == "branch" and by_name["orphan"].epoch == 3
+    assert "'gone'" in by_name["orphan"].note and "not in this folder" in by_name["orphan"].note
+    assert by_name["a"].depth == by_name["b"].depth == by_name["self"].depth == 0
+    assert "cycle" in by_name["a"].note and "cycle" in by_name["b"].note and "self -> self" in by_name["self"].note
+    assert (by_name["c"].depth, by_name["c"].parent) == (1, "a")
+    assert by_name["outside"].kind == "warm start" and "/elsewhere/model.h5" in by_name["outside"].note
+    assert by_name["broken"].depth == 0 and by_name["broken"].note.startswith("unreadable")
+    assert [n.name for n in nodes].index("c") == [n.name for n in nodes].index("a") + 1  # under its parent
+
+
+# ---------------------------------------------------------------- reading hundreds of runs
+def test_read_history_reads_every_kind_of_row_and_only_the_asked_columns(tmp_path):
+    path, _ = make_run(tmp_path)
+    (path / "history.csv").write_text(
+        "epoch,chunk,started,ended,loss,val_top3,lr,note\n"
+        "1,1,10.5,20.5,1.25,0.5,0.002,fine\n"       # a text column: cell by cell
+        "2,1,21,31,1.0,,0.002,3\n"                   # an empty cell is None, a number in the text column a float
+        "3,1,32,42,oops,0.7,0.002,x\n"               # a metric that is not a number: the row is damaged
+        "4,2,43,53,0.8,0.75,0.001\n", encoding="utf-8")  # a cell short: damaged
+    with pytest.warns(UserWarning, match="skipped 2 damaged"):
+        rows = runs.read_history(path)
+    assert rows == [
+        {"epoch": 1, "chunk": 1, "started": 10.5, "ended": 20.5, "loss": 1.25, "val_top3": 0.5, "lr": 0.002, "note": "fine"},
+        {"epoch": 2, "chunk": 1, "started": 21.0, "ended": 31.0, "loss": 1.0, "val_top3": None, "lr": 0.002, "note": 3.0}]
+    numbers = [{"epoch": e, "chunk": 1, "started": 1.0 * e, "ended": e + 0.5, "loss": 1 / e, "accuracy": 0.5,
+                "top3": 0.7, "val_loss": 1.1 / e, "val_accuracy": 0.4, "val_top3": 0.6 + e / 100, "lr": 0.002}
+               for e in range(1, 4)]
+    runs.write_history(path, numbers)  # numbers only: the fast path
+    assert runs.read_history(path) == numbers
+    assert all(isinstance(row["epoch"], int) and isinstance(row["chunk"], int) for row in runs.read_history(path))
+    assert runs.read_history(path, ("epoch", "val_top3")) == [{"epoch": e, "val_top3": 0.6 + e / 100} for e in (1, 2, 3)]
+
+
+def test_summarize_run_reads_the_model_epoch_and_the_config_once(tmp_path):
+    path = _checkpointed_run(tmp_path, "r", 3)
+    runs.atomic_write_json(path / "model" / "meta.json", {"epoch": 2})
+    summary, config = runs.summarize_run_with_config(path)
+    assert (summary.epochs, summary.best_epoch, summary.model_epoch) == (3, 3, 2)
+    assert config == runs.read_config(path)
+    (path / "model" / "meta.json").write_text("{ not json", encoding="utf-8")
+    assert runs.summarize_run(path).model_epoch is None and runs.summarize_run(path).status != "damaged"
+
+
+def test_saved_summaries_come_back_and_anything_else_is_ignored(tmp_path):
+    good, _ = make_run(tmp_path, "good")
+    summary, config = runs.summarize_run_with_config(good)
+    entries = {str(good): ((1, 2, 3), {**vars(summary), "path": str(good)}, config),
+               str(tmp_path.parent / "elsewhere" / "x"): ((1,), {}, None)}  # another runs folder: not kept
+    runs.write_summary_cache(tmp_path, entries)
+    assert runs.read_summary_cache(tmp_path) == {str(good): entries[str(good)]}
+    assert runs.list_runs(tmp_path)[0].name == "good"  # the cache folder is not a run
+    cache = tmp_path / runs.SUMMARY_CACHE
+    data = json.loads(cache.read_text())
+    cache.write_text(json.dumps({**data, "fields": ["name"]}))  # written for other summary fields
+    assert runs.read_summary_cache(tmp_path) == {}
+    cache.write_text("{ cut sho")
+    assert runs.read_summary_cache(tmp_path) == {}

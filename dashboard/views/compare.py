@@ -232,12 +232,28 @@ def y_range(metric: str, values: pd.Series) -> list[float] | None:
     return [max(0.0, low - pad), min(ACCURACY_TOP, max(high, 1.0) + pad)]
 
 
+def branch_points(summaries: dict[str, dict], names) -> dict[str, tuple[str, int]]:
+    """{run: (parent, epoch)} of the runs among `names` that branched from another run among them
+    (`summaries`: run summaries by name): those are drawn from the branch point on."""
+    points = {}
+    for name in names:
+        summary = summaries.get(name) or {}
+        parent, epoch = summary.get("parent"), summary.get("parent_epoch")
+        if parent in names and parent != name and isinstance(epoch, int):
+            points[name] = (parent, epoch)
+    return points
+
+
 def build_figure(data: pd.DataFrame, run_dirs: dict[str, Path], metric: str, axis: str, smoothing: float,
-                 show_events: bool = True, groups=(), spread: str = "sd", expanded=frozenset()) -> go.Figure:
+                 show_events: bool = True, groups=(), spread: str = "sd", expanded=frozenset(),
+                 branches: dict[str, tuple[str, int]] | None = None) -> go.Figure:
     """axis: "epoch", "time" (time of day), "elapsed" (time since the run started) or "training"
     (training time, the gaps between chunks removed). `groups` (pipeline.runs.SeedGroup, drawn on the
     epoch axis only): a mean curve and a `spread` band each; the members of a group whose label is not in
-    `expanded` are not drawn on their own."""
+    `expanded` are not drawn on their own. `branches` ({run: (parent, epoch)}, `branch_points`): while its
+    parent is drawn, a branch is drawn from the parent's epoch on, with a marker there - the epochs before
+    it, which the branch copied from its parent, appear once, as the parent's. Its x on every axis comes
+    from its own history (the copied rows included), so its training time continues from the parent's."""
     figure = go.Figure()
     groups = list(groups) if axis == "epoch" else []
     hidden = {name for group in groups if group.label not in expanded for name in group.members}
@@ -246,14 +262,21 @@ def build_figure(data: pd.DataFrame, run_dirs: dict[str, Path], metric: str, axi
     unit, scale = time_unit(data[f"{axis}_s"]) if axis in ("elapsed", "training") and not data.empty else ("", 1.0)
     marks: list[dict] = []
     xs: list = []
+    drawn_runs = {name for name in run_dirs if name not in hidden and not data.empty and metric in data
+                  and data.loc[data["run"] == name, metric].notna().any()}
     for index, (name, run_dir) in enumerate(run_dirs.items()):
-        frame = data[data["run"] == name] if not data.empty else data
-        if frame.empty or metric not in frame or frame[metric].isna().all():
+        whole = data[data["run"] == name] if not data.empty else data
+        if name not in drawn_runs:
             continue
         colour = COLOURS[index % len(COLOURS)]
-        if name in hidden:
-            continue
-        x = x_values(frame, axis, scale)
+        x_whole = x_values(whole, axis, scale)
+        parent, branch_epoch = (branches or {}).get(name, (None, None))
+        frame = whole
+        if parent in drawn_runs and (whole["epoch"] >= branch_epoch).any():
+            frame = whole[whole["epoch"] >= branch_epoch]  # the copied epochs before it are the parent's
+        else:
+            parent = None
+        x = x_whole.loc[frame.index]
         xs += list(x)
         custom = frame[["run", "chunk", "epoch", metric]].to_numpy()
         hover = "run %{customdata[0]}<br>chunk %{customdata[1]}<br>epoch %{customdata[2]}<br>" + \
@@ -265,6 +288,14 @@ def build_figure(data: pd.DataFrame, run_dirs: dict[str, Path], metric: str, axi
         figure.add_trace(go.Scatter(x=x, y=frame[f"{metric}_smoothed"], mode="lines+markers",
                                     marker={"size": 4}, line={"color": colour, "width": 2}, name=name,
                                     legendgroup=name, customdata=custom, hovertemplate=hover))
+        if parent is not None:
+            start = frame.index[0]
+            label = f"{name} branches from {parent} at epoch {frame.loc[start, 'epoch']}"
+            figure.add_trace(go.Scatter(
+                x=[x.loc[start]], y=[frame.loc[start, f"{metric}_smoothed"]], mode="markers", name=label,
+                legendgroup=name, marker={"symbol": "diamond", "size": 13, "color": colour,
+                                          "line": {"color": "black", "width": 1.5}},
+                hovertext=[label], hovertemplate="%{hovertext}<extra></extra>"))
         # Best epoch by the metric itself (min for losses).
         values = frame[metric].dropna()
         if len(values) and metric != "lr":
@@ -276,7 +307,7 @@ def build_figure(data: pd.DataFrame, run_dirs: dict[str, Path], metric: str, axi
                 customdata=[[name, best["chunk"], best["epoch"], best[metric]]],
                 hovertemplate="best: " + hover))
         if show_events:
-            for mark in event_marks(run_dir, name, axis, frame):
+            for mark in event_marks(run_dir, name, axis, whole):
                 x = mark["x"] / scale if axis in ("elapsed", "training") else mark["x"]
                 marks.append({**mark, "x": x, "run": name, "colour": colour})
     place_marks(marks, xs)
@@ -361,16 +392,17 @@ def figure_png(figure: go.Figure) -> bytes:
 
 def render() -> None:
     st.header("Compare")
-    summaries = common.run_summaries()
-    by_name = {r["name"]: r for r in summaries if r["status"] != "damaged"}
-    if not by_name:
+    # Only the compared runs are read (a summary and a history each), so the page does not slow down as
+    # runs pile up; every run's summary is needed only to pick the default pair.
+    folders = {path.name: path for path in common.run_folders()}
+    if not folders:
         st.info("No runs to compare yet: train one on the **Train** page.")
         return
-    selected = [n for n in st.session_state.get(common.SELECTED_KEY, []) if n in by_name]
+    selected = [n for n in st.session_state.get(common.SELECTED_KEY, []) if n in folders]
     if not selected:
-        selected = default_selection(summaries)
+        selected = default_selection(common.run_summaries())
         st.caption("No runs selected on the Runs page: showing the most recent CNN and MobileNet runs.")
-    names = st.multiselect("Runs", list(by_name), default=selected, key="compare_runs")
+    names = st.multiselect("Runs", list(folders), default=selected, key="compare_runs")
     c1, c2, c3, c4 = st.columns([2, 5, 2, 2])
     metric = c1.selectbox("Metric", list(METRIC_COLUMNS), index=METRIC_COLUMNS.index(DEFAULT_METRIC),
                           format_func=lambda m: f"{m} ({METRIC_LABELS.get(m, m)})", key="compare_metric")
@@ -381,7 +413,11 @@ def render() -> None:
     if not names:
         st.info("Pick runs above, or tick them on the Runs page.")
         return
-    run_dirs = {name: Path(by_name[name]["path"]) for name in names}
+    by_name = {name: common.run_summary(folders[name]) for name in names}
+    for name in [n for n in names if by_name[n]["status"] == "damaged"]:
+        st.warning(f"**{name}** cannot be compared: {by_name[name].get('damaged')}")
+    names = [n for n in names if by_name[n]["status"] != "damaged"]
+    run_dirs = {name: folders[name] for name in names}
     configs = common.run_configs(run_dirs)
     data = merged_history(run_dirs, metric, smoothing)
     if data.empty:
@@ -407,8 +443,13 @@ def render() -> None:
         else:
             st.caption(f"Seed groups: {'; '.join(f'{g.label}: ' + ', '.join(g.members) for g in groups)}. The line "
                        f"is the members' mean, the band {'one standard deviation either side' if spread == 'sd' else 'their min to max'}.")
-    figure = build_figure(data, run_dirs, metric, axis, smoothing, show_events, groups, spread, expanded)
+    branches = branch_points(by_name, names)
+    figure = build_figure(data, run_dirs, metric, axis, smoothing, show_events, groups, spread, expanded, branches)
     st.plotly_chart(figure, width="stretch", key="compare_chart")
+    if branches:
+        st.caption("Branches start at their parent's epoch (the diamond): the epochs before it, which a branch "
+                   "copied, are drawn once, as the parent's: " +
+                   "; ".join(f"{name} from {parent} at epoch {epoch}" for name, (parent, epoch) in branches.items()) + ".")
     if axis != "epoch":
         untimed = sorted(set(data["run"]) - set(data.loc[data["time"].notna(), "run"]))
         if untimed:

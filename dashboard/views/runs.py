@@ -5,7 +5,6 @@ for the Compare page, rename and delete (with confirmation). Damaged runs are li
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -41,16 +40,10 @@ def column_config() -> dict:
     return config
 
 
-def model_epoch(run_path: str | Path) -> int | None:
-    """The epoch of the model in model/ (model/meta.json, written with it), or None."""
-    meta = common.read_json_file(Path(run_path) / "model" / "meta.json")
-    epoch = meta.get("epoch") if isinstance(meta, dict) else None
-    return int(epoch) if isinstance(epoch, int | float) and not isinstance(epoch, bool) else None
-
-
 def runs_table(rows: list[dict]) -> pd.DataFrame:
     """The table shown on the page, one row per run summary. "best epoch" is pipeline.runs.best_row's
-    (the trainer's rule) and "best val top-3" is that epoch's; "model epoch" is the epoch model/ holds."""
+    (the trainer's rule) and "best val top-3" is that epoch's; "model epoch" is the epoch model/ holds
+    (model/meta.json)."""
     records = []
     for r in rows:
         records.append({
@@ -63,7 +56,7 @@ def runs_table(rows: list[dict]) -> pd.DataFrame:
             "epochs": r.get("epochs") or 0,
             "best val top-3": r.get("best_val_top3"),
             "best epoch": r.get("best_epoch"),
-            "model epoch": model_epoch(r["path"]) if r.get("path") else None,
+            "model epoch": r.get("model_epoch"),
             "test top-1": r.get("test_top1"),
             "test top-3": r.get("test_top3"),
             "parent": r.get("parent") or "",
@@ -82,9 +75,8 @@ def epoch_disagreements(rows: list[dict], table: pd.DataFrame) -> list[str]:
     """One sentence per run whose model/ holds another epoch than its best epoch, saying why."""
     imported = {r["name"] for r in rows if r.get("imported")}
     notes = []
-    for _, row in table.iterrows():
-        if pd.isna(row["model epoch"]) or pd.isna(row["best epoch"]) or row["model epoch"] == row["best epoch"]:
-            continue
+    differs = table["model epoch"].notna() & table["best epoch"].notna() & (table["model epoch"] != table["best epoch"])
+    for _, row in table[differs].iterrows():
         why = ("imported seed logs: the notebook's saved model is its last epoch" if row["name"] in imported
                else "its model was kept under an older rule of the trainer")
         notes.append(f"**{row['name']}**: model/ holds epoch {row['model epoch']:.0f}, the best epoch by val top-3 "
@@ -120,7 +112,7 @@ def seed_group_table(rows: list[dict]) -> pd.DataFrame:
     mean ± sd of their test top-1 / top-3 (eval.json) and best val top-3."""
     by_name = {r["name"]: r for r in rows}
     records = []
-    for group in runs_mod.seed_groups(common.run_configs({r["name"]: Path(r["path"]) for r in rows if r["status"] != "damaged"})):
+    for group in common.seed_groups_of([r for r in rows if r["status"] != "damaged"]):
         metrics = runs_mod.seed_group_metrics(group, by_name)
         evaluated = metrics["test_top1"][2]
         records.append({
@@ -136,23 +128,65 @@ def seed_group_table(rows: list[dict]) -> pd.DataFrame:
         "best val top-3 (mean ± sd)"])
 
 
+def family_tree(rows: list[dict]) -> tuple[str, int]:
+    """The runs' family tree (pipeline.runs.lineage_forest) as indented text, one run a line: a branch
+    under its parent with the epoch it started from, a warm start under its source, each with its
+    status, epochs and best val top-3; a run whose origin cannot be placed is a root with the reason.
+    Runs on their own (no parent, no child, nothing to note) are left out: (text, how many)."""
+    by_name = {r["name"]: r for r in rows}
+    nodes = runs_mod.lineage_forest(rows)
+    last_child = {child: child == node.children[-1] for node in nodes for child in node.children}
+    indent: dict[str, str] = {}  # what the lines under a run start with: a bar while siblings follow
+    lines, alone = [], 0
+    for node in nodes:
+        if not node.depth and not node.children and not node.note:
+            alone += 1
+            continue
+        lead = indent.get(node.parent, "") if node.parent else ""
+        branch = ("└─ " if last_child[node.name] else "├─ ") if node.parent else ""
+        indent[node.name] = lead + ("" if not node.parent else "   " if last_child[node.name] else "│  ")
+        row = by_name.get(node.name, {})
+        if node.parent and node.kind == "branch":
+            link = f"branch from epoch {node.epoch}" if node.epoch is not None else "branch"
+        else:
+            link = "warm start from its best model" if node.parent else ""
+        best = row.get("best_val_top3")
+        facts = [row.get("status", ""), f"{row.get('epochs') or 0} epochs"] + \
+            ([f"best val top-3 {best:.4f}"] if isinstance(best, float) else [])
+        text = f"{lead}{branch}{node.name}" + (f"  {link}" if link else "") + f"  [{', '.join(facts)}]"
+        lines.append(text + (f"  ({node.note})" if node.note else ""))
+    return "\n".join(lines), alone
+
+
+def has_lineage(rows: list[dict]) -> bool:
+    """Whether any run branched, started warm or names a parent: otherwise there is no tree to show."""
+    return any(r.get("parent") or r.get("init_from") for r in rows)
+
+
 def _sync_selection() -> None:
     st.session_state[common.SELECTED_KEY] = list(st.session_state.get("runs_compare_widget", []))
 
 
+def _runs_seen(rows: list[dict]) -> list[tuple]:
+    return [(r["name"], r["status"], r["epochs"]) for r in rows]
+
+
 @st.fragment(run_every=3)
-def _watch_runs() -> None:
+def _watch_runs(listed: list) -> None:
     """Reruns the page when a run's state or record changes (a job started from another page ended, a
-    new run appeared), so the table is never stale for more than a few seconds."""
-    common.rerun_when_changed("runs_table", [(r["name"], r["status"], r["epochs"]) for r in common.run_summaries()])
+    new run appeared), so the table is never stale for more than a few seconds. `listed`: a list holding
+    what the page's own listing saw, taken on the page's run; the fragment's own reruns get the same
+    (now empty) list back and list the runs themselves - one listing of every run per page run, not two."""
+    seen = listed.pop() if listed else _runs_seen(common.run_summaries())
+    common.rerun_when_changed("runs_table", seen)
 
 
 def render() -> None:
     st.header("Runs")
     common.show_flash()
-    _watch_runs()
     directory = common.runs_dir()
     rows = common.run_summaries(directory)
+    _watch_runs([_runs_seen(rows)])
     count = st.empty()  # filled once the filters below are known
     if not rows:
         count.caption(f"No runs in `{directory}`")
@@ -192,6 +226,14 @@ def render() -> None:
         st.caption("Runs whose configs differ only in their seed (names, dates and versions aside); sd is the "
                    "sample standard deviation over the members. Compare draws a group as its mean curve with a band.")
 
+    if has_lineage(rows):  # every run, whatever the filters: a filtered-out parent would break the tree
+        st.subheader("Family tree")
+        tree, alone = family_tree(rows)
+        st.code(tree, language=None)
+        st.caption("Branches (`python -m pipeline branch`) under their parent with the epoch they start from; "
+                   "warm starts (`train --init-from`) under the run whose best model they started from." +
+                   (f" Not shown: {alone} run{'s' if alone != 1 else ''} with no branch or warm start." if alone else ""))
+
     # Selection for Compare: kept outside the widget's key so it survives visits to other pages.
     names = [r["name"] for r in rows if r["status"] != "damaged"]
     selected = [n for n in st.session_state.get(common.SELECTED_KEY, []) if n in names]
@@ -200,8 +242,8 @@ def render() -> None:
         st.session_state["runs_compare_widget"] = selected
     st.multiselect("Runs to compare (shown on the Compare page)", names, key="runs_compare_widget",
                    on_change=_sync_selection)
-    chosen = common.run_configs({r["name"]: Path(r["path"]) for r in rows
-                                  if r["name"] in st.session_state.get("runs_compare_widget", [])})
+    picked = set(st.session_state.get("runs_compare_widget", []))
+    chosen = common.configs_of([r for r in rows if r["name"] in picked])
     if len(chosen) >= 2:
         every = st.toggle("All fields", key="runs_diff_all", help="Every field of config.json, not only those that differ.")
         differences = runs_mod.config_differences(

@@ -855,7 +855,32 @@ def rename_run(runs_dir: Path, old: str, new: str) -> Path:
     config = read_config(target)
     write_config(target, dataclasses.replace(config, name=new))
     append_event(target, "renamed", old=old, new=new)
+    _follow_renamed_parent(runs_dir, source, target)
     return target
+
+
+def _follow_renamed_parent(runs_dir: Path, source: Path, target: Path) -> None:
+    """Point the renamed run's branches (config.parent.run) and warm starts (config.init_from, a run
+    name or a path inside the run) at its new name, so the family tree keeps them under it."""
+    old_prefix = str(source.resolve())
+    for child in sorted(Path(runs_dir).iterdir()):
+        if child == target or not (child / "config.json").is_file():
+            continue
+        try:
+            config = read_config(child)
+        except (OSError, ValueError, TypeError, KeyError):
+            continue  # a damaged run keeps what it has; the tree shows it as a root with a note
+        changes = {}
+        if (config.parent or {}).get("run") == source.name:
+            changes["parent"] = {**config.parent, "run": target.name}
+        if config.init_from == source.name:
+            changes["init_from"] = target.name
+        elif config.init_from and str(Path(config.init_from).resolve()).startswith(old_prefix + os.sep):
+            relative = Path(config.init_from).resolve().relative_to(old_prefix)
+            changes["init_from"] = str(target / relative)
+        if changes:
+            write_config(child, dataclasses.replace(config, **changes))
+            append_event(child, "parent_renamed", old=source.name, new=target.name)
 
 
 def delete_run(runs_dir: Path, name: str) -> None:

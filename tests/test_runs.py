@@ -178,6 +178,23 @@ def test_rename_and_delete(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_renaming_a_parent_keeps_its_branches_and_warm_starts_under_it(tmp_path):
+    parent, _ = make_run(tmp_path, "parent")
+    branch, _ = make_run(tmp_path, "branch")
+    warm, _ = make_run(tmp_path, "warm")
+    other, _ = make_run(tmp_path, "other")
+    runs.write_config(branch, dataclasses.replace(runs.read_config(branch), parent={"run": "parent", "epoch": 2}))
+    model_file = str(parent / "model" / "model.keras")
+    runs.write_config(warm, dataclasses.replace(runs.read_config(warm), init_from=model_file))
+    runs.rename_run(tmp_path, "parent", "renamed")
+    assert runs.read_config(tmp_path / "branch").parent == {"run": "renamed", "epoch": 2}
+    assert runs.read_config(tmp_path / "warm").init_from == str(tmp_path.resolve() / "renamed" / "model" / "model.keras")
+    assert runs.read_config(tmp_path / "other").parent is None
+    tree = {node.name: node for node in runs.lineage_forest(runs.list_runs(tmp_path))}
+    assert tree["branch"].parent == "renamed" and tree["warm"].parent == "renamed", tree
+    assert [e["event"] for e in runs.read_events(tmp_path / "branch")][-1] == "parent_renamed"
+
+
 def test_atomic_write_failure_keeps_the_old_file(tmp_path, monkeypatch):
     target = tmp_path / "status.json"
     runs.atomic_write_json(target, {"state": "old"})

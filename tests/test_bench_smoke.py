@@ -43,13 +43,16 @@ def test_bench_render_quick(shared, capsys):
     out = capsys.readouterr().out
     assert code in (0, 1), out
     for row in ("exact-28    render_bitmap, 1 core", "colour-64   render_colour_coded, 1 core",
-                "cv2-64      Kaggle cv2.line, 1 core", "exact-28    render_many, 2 workers",
+                "cairo-64    the same drawn by cairo, 1 core", "cv2-64      Kaggle cv2.line, 1 core", "exact-28    render_many, 2 workers",
                 "seed cnn    model.fit, batch 256"):
         match = re.search(rf"^{re.escape(row)}.*? +(\d+) +\d+\.\d +(\d+)$", out, re.M)
         assert match and int(match.group(1)) > 0, (row, out)
     assert re.search(rf"exact-28 \(2 workers\) / seed cnn training, wall clock: {RATIO} \(target > 1: (PASS|FAIL)\)",
                      out), out
-    assert re.search(rf"colour-64 / cv2-64 per core: {RATIO} wall", out), out
+    assert re.search(rf"colour-64 / cv2-64 per core: {RATIO} wall \(target >= 1.0: (PASS|FAIL)\)", out), out
+    match = re.search(r"colour-64 vs cairo-64 mean absolute error: (\d+\.\d+) grey levels .*\(target <= 1: (PASS|FAIL)\)",
+                      out)
+    assert match and float(match.group(1)) > 0, out
 
 
 def test_kaggle_cv2_renderer_draws_stroke_order_intensities():

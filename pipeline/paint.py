@@ -44,12 +44,13 @@ def _paint_path(xs, ys, a, b, grey, shift_x, shift_y, scale, half_width, canvas,
     r0, r1 = max(0, int(math.floor(lo_y - reach))), min(size - 1, int(math.ceil(hi_y + reach)))
     if c0 > c1 or r0 > r1:
         return
-    distance[r0:r1 + 1, c0:c1 + 1] = FAR
+    distance[r0:r1 + 1, c0:c1 + 1] = FAR  # squared distances: one square root per pixel, not per segment
     for i in range(a, max(a + 1, b - 1)):
         j = i + 1 if b - a > 1 else i
         ax, ay = (xs[i] + shift_x) * scale, (ys[i] + shift_y) * scale
         dx, dy = (xs[j] + shift_x) * scale - ax, (ys[j] + shift_y) * scale - ay
         length2 = dx * dx + dy * dy
+        inverse = 1.0 / length2 if length2 > 0.0 else 0.0
         s0 = max(c0, int(math.floor(min(ax, ax + dx) - reach)))
         s1 = min(c1, int(math.ceil(max(ax, ax + dx) + reach)))
         t0 = max(r0, int(math.floor(min(ay, ay + dy) - reach)))
@@ -58,18 +59,17 @@ def _paint_path(xs, ys, a, b, grey, shift_x, shift_y, scale, half_width, canvas,
             qy = r + 0.5 - ay
             for c in range(s0, s1 + 1):
                 qx = c + 0.5 - ax
-                u = 0.0
-                if length2 > 0.0:
-                    u = min(1.0, max(0.0, (qx * dx + qy * dy) / length2))
+                u = min(1.0, max(0.0, (qx * dx + qy * dy) * inverse))
                 ex, ey = qx - u * dx, qy - u * dy
-                d = math.sqrt(ex * ex + ey * ey)
-                if d < distance[r, c]:
-                    distance[r, c] = d
+                d2 = ex * ex + ey * ey
+                if d2 < distance[r, c]:
+                    distance[r, c] = d2
+    reach2 = reach * reach
     for r in range(r0, r1 + 1):
         for c in range(c0, c1 + 1):
-            cover = reach - distance[r, c]
-            if cover > 0.0:
-                cover = min(cover, 1.0)
+            d2 = distance[r, c]
+            if d2 < reach2:
+                cover = min(reach - math.sqrt(d2), 1.0)
                 canvas[r, c] = canvas[r, c] * (1.0 - cover) + grey * cover
 
 

@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +27,7 @@ import numpy as np
 
 from pipeline import formats
 from pipeline.errors import DataFormatError, DrawingError, QuickDrawError
+from pipeline.files import atomic_write_json, read_json
 from pipeline.raster import render_many, render_pool
 from pipeline.strokes import from_google
 
@@ -159,6 +160,9 @@ class CachedDataset:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        if not (self.path / "meta.json").exists():
+            raise QuickDrawError(f"{self.path} is not a complete cache (no meta.json: its build was interrupted "
+                                 "or is still running); run the build again, which finishes it.")
         self.meta = json.loads((self.path / "meta.json").read_text())
         self.classes = list(self.meta["classes"])
         self.images = np.load(self.path / "images.npy", mmap_mode="r", allow_pickle=False)
@@ -189,47 +193,65 @@ def build_cache(spec: DatasetSpec, cache_root: Path | str, workers: int | None =
                 progress=None) -> CachedDataset:
     """Render `spec` once into `cache_root/<fingerprint>/` (reused when it exists) and open it.
 
-    Built in a temporary folder and renamed into place, so a crash never leaves a half cache.
+    Built in `cache_root/.building-<fingerprint>/` and renamed into place when complete, so a half
+    cache is never used. The build is resumable: every second or so, between classes whose drawings
+    are all rendered, the memmaps are flushed and `progress.json` records the classes done (written
+    atomically); a build killed after that continues from there on the next call instead of starting
+    over. Concurrent builders of one spec take turns (a flock on `.lock-<fingerprint>`).
     `progress(done_classes, total_classes, class_name)` is called as classes are read."""
+    import fcntl
+
     if spec.representation not in ("bitmap28", "strokes"):
         raise QuickDrawError(f"unknown representation '{spec.representation}'; use bitmap28 or strokes.")
     if spec.per_class <= 0:
         raise QuickDrawError("per_class must be at least 1.")
     cache_root = Path(cache_root)
-    final = cache_root / _fingerprint(spec)
+    fingerprint = _fingerprint(spec)
+    final = cache_root / fingerprint
     if (final / "meta.json").exists():
         return CachedDataset(final)
     cache_root.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=".building-", dir=cache_root))
-    try:
-        _build_into(temp, spec, workers, progress)
-        try:
-            os.replace(temp, final)
-        except OSError:
-            if not (final / "meta.json").exists():  # not a concurrent builder that won the race
-                raise
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
+    with open(cache_root / f".lock-{fingerprint}", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if (final / "meta.json").exists():  # another builder finished it while we waited
+            return CachedDataset(final)
+        building = cache_root / f".building-{fingerprint}"
+        building.mkdir(exist_ok=True)
+        _build_into(building, spec, fingerprint, workers, progress)
+        shutil.rmtree(final, ignore_errors=True)  # a folder without meta.json is no cache
+        os.replace(building, final)
     return CachedDataset(final)
 
 
-def _build_into(folder: Path, spec: DatasetSpec, workers: int | None, progress) -> None:
+CHECKPOINT_SECONDS = 1.0  # how often a build records its progress (each record flushes the memmaps)
+
+
+def _build_into(folder: Path, spec: DatasetSpec, fingerprint: str, workers: int | None, progress) -> None:
     size, channels = spec.size, spec.channels
     capacity = spec.per_class * len(spec.classes)
-    images = np.lib.format.open_memmap(folder / "images.tmp.npy", mode="w+", dtype=np.uint8,
+    state = _resume_state(folder, fingerprint, capacity)
+    mode = "r+" if state else "w+"
+    if not state:
+        (folder / "progress.json").unlink(missing_ok=True)
+        state = {"fingerprint": fingerprint, "capacity": capacity, "classes_done": 0, "position": 0,
+                 "per_class": {}, "sources": {}, "skipped": {}}
+    images = np.lib.format.open_memmap(folder / "images.tmp.npy", mode=mode, dtype=np.uint8,
                                        shape=(capacity, size, size, channels))
-    labels = np.zeros(capacity, np.int32)
-    split = np.zeros(capacity, np.uint8)
-    per_class_counts, sources, skipped = {}, {}, {}
+    labels = np.lib.format.open_memmap(folder / "labels.tmp.npy", mode=mode, dtype=np.int32, shape=(capacity,))
+    split = np.lib.format.open_memmap(folder / "split.tmp.npy", mode=mode, dtype=np.uint8, shape=(capacity,))
+    per_class_counts, sources, skipped = state["per_class"], state["sources"], state["skipped"]
     workers = workers or os.cpu_count() or 1
     stroke_classes = any(source_for(spec, cls)[0] != "numpy_bitmap" for cls in spec.classes)
-    position = 0
+    position = state["position"]
+    last_checkpoint = time.monotonic()
     # Drawings of consecutive classes are rendered together, by one pool of processes for the whole
     # build: a class of a few dozen drawings alone would leave the cores waiting on each other.
     pending: list = []  # the drawings of rows pending_start... of images
     pending_start = 0
     with render_pool(workers) if workers > 1 and stroke_classes else contextlib.nullcontext() as pool:
         for label, cls in enumerate(spec.classes):
+            if label < state["classes_done"]:
+                continue
             fmt, path = source_for(spec, cls)
             sources[cls] = f"{fmt}:{path}"
             start = position
@@ -248,9 +270,9 @@ def _build_into(folder: Path, spec: DatasetSpec, workers: int | None, progress) 
                                                          spec.test_fraction)
                 skipped[cls] = 0
             else:
-                # Google's JSON where raster's fast path takes it (simplified bitmaps), else the strokes
+                # Google's JSON where raster's fast paths take it (simplified drawings), else the strokes
                 # parsed here to keep only usable drawings.
-                as_json = spec.representation == "bitmap28" and fmt != "raw"
+                as_json = fmt != "raw" and (spec.representation == "bitmap28" or not spec.time_channel)
                 drawings, keys, bad = [], [], 0
                 for record in _stroke_records(fmt, path, spec):
                     try:
@@ -282,6 +304,13 @@ def _build_into(folder: Path, spec: DatasetSpec, workers: int | None, progress) 
                 split[start:start + n] = [split_of(k, spec.val_fraction, spec.test_fraction) for k in keys]
             per_class_counts[cls] = n
             position += n
+            if not pending and time.monotonic() - last_checkpoint >= CHECKPOINT_SECONDS:
+                # Every row so far is on disk: record it, so a killed build resumes after this class.
+                for array in (images, labels, split):
+                    array.flush()
+                atomic_write_json(folder / "progress.json", {**state, "classes_done": label + 1,
+                                                             "position": position})
+                last_checkpoint = time.monotonic()
             if progress:
                 progress(label + 1, len(spec.classes), cls)
         if pending:
@@ -292,11 +321,27 @@ def _build_into(folder: Path, spec: DatasetSpec, workers: int | None, progress) 
     _truncate_npy(folder / "images.tmp.npy", folder / "images.npy", (position, size, size, channels))
     np.save(folder / "labels.npy", labels[:position])
     np.save(folder / "split.npy", split[:position])
+    counts = {name: int((split[:position] == code).sum()) for name, code in SPLITS.items()}
+    del labels, split
+    for name in ("labels.tmp.npy", "split.tmp.npy", "progress.json"):
+        (folder / name).unlink(missing_ok=True)
     meta = {"spec": asdict(spec), "classes": list(spec.classes), "count": position,
             "per_class": per_class_counts, "sources": sources, "skipped": skipped,
-            "splits": {name: int((split[:position] == code).sum()) for name, code in SPLITS.items()},
-            "version": CACHE_VERSION}
-    (folder / "meta.json").write_text(json.dumps(meta, indent=2))
+            "splits": counts, "version": CACHE_VERSION}
+    atomic_write_json(folder / "meta.json", meta)
+
+
+def _resume_state(folder: Path, fingerprint: str, capacity: int) -> dict | None:
+    """The progress a killed build of this fingerprint recorded in `folder`, or None (start over)."""
+    try:
+        state = read_json(folder / "progress.json")
+    except (OSError, QuickDrawError):
+        return None
+    if state.get("fingerprint") != fingerprint or state.get("capacity") != capacity:
+        return None
+    if not all((folder / name).exists() for name in ("images.tmp.npy", "labels.tmp.npy", "split.tmp.npy")):
+        return None
+    return state
 
 
 def _render_into(images, start: int, drawings: list, spec: DatasetSpec, workers: int, pool) -> None:
@@ -337,6 +382,99 @@ def _truncate_npy(source: Path, target: Path, shape: tuple) -> None:
     out.flush()
     del out, rows
     source.unlink()
+
+
+# ---------------------------------------------------------------- block-built caches (resumable)
+BLOCK_FORMAT = 1  # the layout of progress.json; a folder of another format is started over
+BLOCK_FILES = ("images.npy", "labels.npy", "split.npy", "progress.json", "meta.json")
+
+
+def build_blocks(folder: Path | str, count: int, size: int, make_block, identity: dict, classes,
+                 block_size: int = 10000, workers: int | None = None, progress=None) -> tuple[CachedDataset, int]:
+    """Render `count` colour-coded drawings into the cache folder `folder`, block by block, resumably;
+    returns (the dataset, the block this call started from: 0 unless it resumed a killed build).
+    `bench/bench_scale.py` builds its million drawings with it.
+
+    `make_block(start, stop) -> (drawings, labels, split codes)` gives rows start..stop-1 and must be a
+    pure function of its arguments: a resumed build asks again only for the blocks not yet done.
+    `identity` (JSON) names what the cache holds; a folder whose progress names another identity or
+    shape is started over. The images go straight from the render_pool workers into a uint8 memmap
+    (`images.npy`), never an in-memory array; after each block the three memmaps are flushed and then
+    `progress.json` records the blocks done (atomically), so a killed build loses at most the block in
+    flight. `meta.json` is written last: until it exists `CachedDataset` refuses the folder.
+    `progress(blocks_done, blocks_total)` is called after each block."""
+    folder = Path(folder)
+    if count <= 0 or block_size <= 0:
+        raise QuickDrawError(f"a block-built cache needs at least one drawing and block (got {count}, {block_size}).")
+    shape = (count, size, size, 1)
+    plan = {"format": BLOCK_FORMAT, "identity": identity, "shape": list(shape), "block_size": block_size}
+    blocks = -(-count // block_size)
+    if (folder / "meta.json").exists() and read_json(folder / "meta.json").get("plan") == plan:
+        return CachedDataset(folder), blocks
+    done = _blocks_done(folder, plan)
+    if done is None:  # nothing usable: start over
+        for name in BLOCK_FILES:
+            (folder / name).unlink(missing_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        mode, done = "w+", 0
+    else:
+        mode = "r+"
+    resumed_from = done
+    images = np.lib.format.open_memmap(folder / "images.npy", mode=mode, dtype=np.uint8, shape=shape)
+    labels = np.lib.format.open_memmap(folder / "labels.npy", mode=mode, dtype=np.int32, shape=(count,))
+    split = np.lib.format.open_memmap(folder / "split.npy", mode=mode, dtype=np.uint8, shape=(count,))
+    if mode == "w+":
+        atomic_write_json(folder / "progress.json", {**plan, "blocks_done": 0})
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = workers or os.cpu_count() or 1
+    spans = [(b * block_size, min(count, (b + 1) * block_size)) for b in range(done, blocks)]
+    # The next block is made in a thread while the workers render this one (make_block is the parent's
+    # work; the waiting main thread holds no GIL).
+    with render_pool(workers) as pool, ThreadPoolExecutor(1) as maker:
+        upcoming = maker.submit(make_block, *spans[0]) if spans else None
+        for number, (start, stop) in enumerate(spans):
+            drawings, block_labels, block_split = upcoming.result()
+            if number + 1 < len(spans):
+                upcoming = maker.submit(make_block, *spans[number + 1])
+            if len(drawings) != stop - start:
+                raise ValueError(f"make_block({start}, {stop}) gave {len(drawings)} drawings, not {stop - start}.")
+            render_many(drawings, size, colour_coded=True, workers=workers, chunk=RENDER_CHUNK, executor=pool,
+                        out=images[start:stop])
+            labels[start:stop] = block_labels
+            split[start:stop] = block_split
+            for array in (images, labels, split):
+                array.flush()
+            done += 1
+            atomic_write_json(folder / "progress.json", {**plan, "blocks_done": done})
+            if progress:
+                progress(done, blocks)
+    all_split = np.asarray(split)
+    meta = {"classes": list(classes), "count": count, "plan": plan, "version": CACHE_VERSION,
+            "splits": {name: int((all_split == code).sum()) for name, code in SPLITS.items()}}
+    del images, labels, split, all_split
+    atomic_write_json(folder / "meta.json", meta)
+    return CachedDataset(folder), resumed_from
+
+
+def _blocks_done(folder: Path, plan: dict) -> int | None:
+    """Blocks a previous build of this plan completed in `folder`, or None when there is none to resume
+    (no progress file, another plan, or a memmap missing or of the wrong size)."""
+    try:
+        recorded = read_json(folder / "progress.json")
+    except (OSError, QuickDrawError):
+        return None
+    if {key: recorded.get(key) for key in plan} != plan:
+        return None
+    count = plan["shape"][0]
+    for name, itemsize in (("images.npy", int(np.prod(plan["shape"][1:]))), ("labels.npy", 4), ("split.npy", 1)):
+        try:
+            array = np.load(folder / name, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+        if len(array) != count or array.dtype.itemsize * int(np.prod(array.shape[1:])) != itemsize:
+            return None
+    return int(recorded.get("blocks_done", 0))
 
 
 # ---------------------------------------------------------------- feeding

@@ -118,7 +118,13 @@ def _centred(strokes):
 
 
 def render_bitmap(strokes, size: int = 28) -> np.ndarray:
-    """Google-exact uint8 (size, size) rendering of *simplified* strokes (white ink on black)."""
+    """Google-exact uint8 (size, size) rendering of *simplified* strokes (white ink on black); Google's
+    JSON of a simplified drawing is taken as it is (any other JSON is simplified first)."""
+    if not _is_parsed(strokes):
+        fast = render_simplified_json(strokes, size)
+        if fast is not None:
+            return fast
+        strokes = to_simplified(strokes)
     _check(strokes, size)
     canvas = _Canvas.get(size)
     canvas.clear()
@@ -131,10 +137,82 @@ def stroke_intensity(index: int) -> int:
     return max(COLOUR_FIRST - COLOUR_STEP * index, COLOUR_FLOOR)
 
 
+def _pixel_geometry(size: int) -> tuple[float, float, float]:
+    """(margin in drawing units, scale to pixels, half line width in pixels) of GEOMETRY at `size`."""
+    total_padding = GEOMETRY["padding"] * 2 + GEOMETRY["line_width"]
+    scale = size / (GEOMETRY["drawing_side"] + total_padding)
+    return total_padding / 2, scale, GEOMETRY["line_width"] / 2 * scale
+
+
+def _flat_points(drawing):
+    """(xs, ys, starts) float64, float64, int64 of all points, stroke k being starts[k]..starts[k+1]-1:
+    of parsed Strokes as they are, of Google's JSON only when it is plainly simplified (integers
+    0..255, x and y lists of one length, no empty stroke), else None (the caller simplifies first)."""
+    if _is_parsed(drawing):
+        starts = np.zeros(len(drawing) + 1, np.int64)
+        np.cumsum([len(s) for s in drawing], out=starts[1:])
+        return (np.concatenate([s[:, 0] for s in drawing]).astype(np.float64),
+                np.concatenate([s[:, 1] for s in drawing]).astype(np.float64), starts)
+    xs: list = []
+    ys: list = []
+    starts = [0]
+    try:
+        for stroke in drawing:
+            if len(stroke) != 2:
+                return None
+            x, y = stroke
+            if not x or len(x) != len(y):
+                return None
+            xs += x
+            ys += y
+            starts.append(len(xs))
+        if not xs:
+            return None
+        x_array, y_array = np.array(xs), np.array(ys)
+    except (TypeError, ValueError):
+        return None
+    # Integer dtypes only: floats, bools, strings and mixtures are not Google's simplified form.
+    if x_array.dtype.kind != "i" or y_array.dtype.kind != "i":
+        return None
+    if min(x_array.min(), y_array.min()) < 0 or max(x_array.max(), y_array.max()) > 255:
+        return None
+    return x_array.astype(np.float64), y_array.astype(np.float64), np.array(starts, np.int64)
+
+
 def render_colour_coded(strokes, size: int = 64, time_channel: bool = False) -> np.ndarray:
     """uint8 (size, size, 1 or 2): the same geometry with stroke order as intensity (first stroke 255,
     each later one COLOUR_STEP fainter down to COLOUR_FLOOR, earlier strokes on top). The optional
-    second channel encodes when each point was drawn (raw data's t, else point order): early bright."""
+    second channel encodes when each point was drawn (raw data's t, else point order): early bright.
+
+    `strokes` are simplified Strokes, or Google's JSON (a simplified drawing is taken as it is, any
+    other simplified first). Painted by pipeline.paint (numba), within 1 grey level of cairo's
+    rendering (`render_colour_coded_cairo`) on average and several times faster."""
+    from pipeline import paint
+
+    _check(strokes, size)
+    flat = _flat_points(strokes)
+    if flat is None or (time_channel and not _is_parsed(strokes)):
+        strokes = to_simplified(strokes)
+        flat = _flat_points(strokes)
+    xs, ys, starts = flat
+    margin, scale, half_width = _pixel_geometry(size)
+    order = np.empty((size, size), np.uint8)
+    paint.paint_strokes(xs, ys, starts, float(COLOUR_FIRST), float(COLOUR_STEP), float(COLOUR_FLOOR),
+                        GEOMETRY["drawing_side"], margin, scale, half_width, order)
+    if not time_channel:
+        return order[..., None]
+    inks = TIME_INK_START - TIME_INK_DROP * np.concatenate(_point_times(strokes))
+    timed = np.empty((size, size), np.uint8)
+    paint.paint_timed(xs, ys, starts, inks.astype(np.float64), GEOMETRY["drawing_side"], margin, scale,
+                      half_width, timed)
+    return np.stack([order, timed], axis=-1)
+
+
+def render_colour_coded_cairo(strokes, size: int = 64, time_channel: bool = False) -> np.ndarray:
+    """The colour-coded rendering drawn by cairo, a path per stroke (per segment for the time channel):
+    the reference `render_colour_coded` is held against (tests/test_raster.py, bench/bench_render.py)."""
+    if not _is_parsed(strokes):
+        strokes = to_simplified(strokes)
     _check(strokes, size)
     canvas = _Canvas.get(size)
     centred = _centred(strokes)
@@ -232,6 +310,8 @@ def _render_one(drawing, size: int, colour_coded: bool, time_channel: bool) -> n
             fast = render_simplified_json(drawing, size)
             if fast is not None:
                 return fast[..., None]
+        elif not time_channel:
+            return render_colour_coded(drawing, size)  # simplified JSON is painted as it is
         strokes = from_google(drawing)
     if colour_coded and time_channel and strokes and all(s.shape[1] == 3 for s in strokes):
         return render_with_raw_time(strokes, size)
@@ -256,7 +336,10 @@ def render_pool(workers: int | None = None) -> ProcessPoolExecutor:
 
     fork: workers only run cairo and numpy (never TensorFlow, whose threads may exist in the parent),
     and unlike spawn it does not require callers' scripts to guard their main module."""
+    from pipeline import paint
+
     _cairo()  # loaded once here rather than in every worker
+    paint.warm_up()  # numba's compiled (or cached) renderer too
     return ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1,
                                mp_context=multiprocessing.get_context("fork"))
 

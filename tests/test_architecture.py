@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 # The layers, bottom first; a module may import from its own layer or any layer below it.
 LAYERS = [
-    {"errors", "files", "categories", "strokes", "models", "recipe", "checkpoints", "browser"},
+    {"errors", "files", "categories", "strokes", "models", "recipe", "checkpoints", "browser", "paint"},
     {"formats", "raster", "download"},
     {"runs"},
     {"seedlogs", "convert", "datasets", "predict", "probes"},

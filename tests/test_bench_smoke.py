@@ -21,7 +21,7 @@ def _load(name: str):
     return module
 
 
-bench_data, bench_render = _load("bench_data"), _load("bench_render")
+bench_data, bench_render, bench_scale = _load("bench_data"), _load("bench_render"), _load("bench_scale")
 RATIO = r"(\d+\.\d+)x"
 
 
@@ -43,13 +43,32 @@ def test_bench_render_quick(shared, capsys):
     out = capsys.readouterr().out
     assert code in (0, 1), out
     for row in ("exact-28    render_bitmap, 1 core", "colour-64   render_colour_coded, 1 core",
-                "cv2-64      Kaggle cv2.line, 1 core", "exact-28    render_many, 2 workers",
+                "cairo-64    the same drawn by cairo, 1 core", "cv2-64      Kaggle cv2.line, 1 core", "exact-28    render_many, 2 workers",
                 "seed cnn    model.fit, batch 256"):
         match = re.search(rf"^{re.escape(row)}.*? +(\d+) +\d+\.\d +(\d+)$", out, re.M)
         assert match and int(match.group(1)) > 0, (row, out)
     assert re.search(rf"exact-28 \(2 workers\) / seed cnn training, wall clock: {RATIO} \(target > 1: (PASS|FAIL)\)",
                      out), out
-    assert re.search(rf"colour-64 / cv2-64 per core: {RATIO} wall", out), out
+    assert re.search(rf"colour-64 / cv2-64 per core: {RATIO} wall \(target >= 1.0: (PASS|FAIL)\)", out), out
+    match = re.search(r"colour-64 vs cairo-64 mean absolute error: (\d+\.\d+) grey levels .*\(target <= 1: (PASS|FAIL)\)",
+                      out)
+    assert match and float(match.group(1)) > 0, out
+
+
+@pytest.mark.slow
+def test_bench_scale_at_a_few_thousand_drawings(shared, capsys, tmp_path):
+    code = bench_scale.main(["--drawings", "3000", "--block", "1000", "--cache", str(tmp_path / "cache")])
+    out = capsys.readouterr().out
+    assert code in (0, 1), out
+    build = re.search(r"^build: +(\d+\.\d) s, (\d+) drawings/s, (\d+) drawings/s per core", out, re.M)
+    assert build and int(build.group(2)) > 0, out
+    cache = re.search(r"^cache: +(\d+\.\d+) GB on disk \((\d+) bytes a drawing\)", out, re.M)
+    assert cache and int(cache.group(2)) >= 64 * 64, out  # the images alone are 4096 bytes a drawing
+    epoch = re.search(r"^epoch: +(\d+) training drawings in (\d+) shuffled batches", out, re.M)
+    assert epoch and 2000 < int(epoch.group(1)) < 3000, out
+    assert re.search(r"build \+ epoch (\d+) MB \(target <= 1536 MB: (PASS|FAIL)\)", out), out
+    assert "3000 x 64 x 64 x 4 bytes = 0.05 GB" in out, out
+    assert (tmp_path / "cache" / "meta.json").exists()
 
 
 def test_kaggle_cv2_renderer_draws_stroke_order_intensities():

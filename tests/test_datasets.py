@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from pipeline import formats
 from pipeline.datasets import (
+    CachedDataset,
     DatasetSpec,
     batches,
+    build_blocks,
     build_cache,
     cache_root,
     dataset_spec,
@@ -169,3 +179,123 @@ def test_stroke_classes_between_bitmap_classes(shared, tmp_path):
         else:
             expected = render_many(_first_drawings(path, fmt, 40), 28, workers=1)
         np.testing.assert_array_equal(ds.images[ds.labels == label], expected)
+
+
+# ---------------------------------------------------------------- block-built caches (bench_scale's)
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+# A build of BLOCKS blocks, run in a child process so it can be killed: the drawings are bench_scale's
+# jittered real drawings, a pure function of the block.
+BLOCKS, BLOCK = 40, 300
+BUILD_SCRIPT = f"""
+import sys
+sys.path.insert(0, {str(BENCH)!r})
+from bench_scale import JitteredDrawings
+from pipeline.datasets import build_blocks
+make = JitteredDrawings(__import__("pathlib").Path(sys.argv[2]) / "simplified")
+build_blocks(sys.argv[1], {BLOCKS * BLOCK}, 32, make, {{"test": 1}}, ["a", "b"], block_size={BLOCK}, workers=2)
+"""
+
+
+def _jittered(shared):
+    sys.path.insert(0, str(BENCH))
+    try:
+        from bench_scale import JitteredDrawings
+    finally:
+        sys.path.remove(str(BENCH))
+    return JitteredDrawings(shared / "simplified")
+
+
+def _blocks_recorded(folder: Path) -> int:
+    try:
+        return json.loads((folder / "progress.json").read_text())["blocks_done"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+@pytest.mark.slow
+def test_a_killed_block_build_resumes_and_is_never_used_half_written(shared, tmp_path):
+    killed = tmp_path / "killed"
+    child = subprocess.Popen([sys.executable, "-c", BUILD_SCRIPT, str(killed), str(shared)],
+                             start_new_session=True, env={**os.environ, "PYTHONPATH": str(BENCH.parent)})
+    deadline = time.monotonic() + 300
+    while _blocks_recorded(killed) < 3 and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.killpg(child.pid, signal.SIGKILL)  # the build and its render workers, mid-way
+    child.wait()
+    done = _blocks_recorded(killed)
+    assert 3 <= done < BLOCKS, f"the build was not killed mid-way ({done} of {BLOCKS} blocks done)"
+    assert not (killed / "meta.json").exists()
+    with pytest.raises(QuickDrawError, match="not a complete cache"):
+        CachedDataset(killed)
+
+    make = _jittered(shared)
+    resumed, resumed_from = build_blocks(killed, BLOCKS * BLOCK, 32, make, {"test": 1}, ["a", "b"],
+                                         block_size=BLOCK, workers=2)
+    assert resumed_from == done  # continued, not started over
+    fresh, fresh_from = build_blocks(tmp_path / "fresh", BLOCKS * BLOCK, 32, make, {"test": 1}, ["a", "b"],
+                                     block_size=BLOCK, workers=2)
+    assert fresh_from == 0
+    np.testing.assert_array_equal(resumed.images, fresh.images)
+    np.testing.assert_array_equal(resumed.labels, fresh.labels)
+    np.testing.assert_array_equal(resumed.split, fresh.split)
+    assert resumed.images[-1].max() > 0 and len(resumed.indices("train")) > 0.7 * BLOCKS * BLOCK
+    # Complete: opened again as it is; another plan in the same folder starts over.
+    assert build_blocks(killed, BLOCKS * BLOCK, 32, make, {"test": 1}, ["a", "b"], block_size=BLOCK)[1] == BLOCKS
+    other, other_from = build_blocks(killed, 500, 32, make, {"test": 2}, ["a", "b"], block_size=BLOCK, workers=1)
+    assert other_from == 0 and other.images.shape == (500, 32, 32, 1)
+
+
+def test_block_build_rows_are_render_many_of_the_blocks(shared, tmp_path):
+    make = _jittered(shared)
+    dataset, _ = build_blocks(tmp_path, 700, 48, make, {"test": 3}, ["a", "b"], block_size=300, workers=2)
+    for start, stop in ((0, 300), (300, 600), (600, 700)):
+        drawings, labels, split = make(start, stop)
+        np.testing.assert_array_equal(dataset.images[start:stop], render_many(drawings, 48, colour_coded=True,
+                                                                              workers=1))
+        np.testing.assert_array_equal(dataset.labels[start:stop], labels)
+        np.testing.assert_array_equal(dataset.split[start:stop], split)
+    assert dataset.meta["count"] == 700 and sum(dataset.meta["splits"].values()) == 700
+
+
+CACHE_SCRIPT = """
+import sys
+from pipeline import formats
+from pipeline.datasets import DatasetSpec, build_cache
+classes = tuple(formats.available_classes(sys.argv[2], "simplified"))
+spec = DatasetSpec(classes=classes, per_class=80, source="simplified", data_root=sys.argv[2])
+build_cache(spec, sys.argv[1], workers=1)
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_cache_build_continues_where_it_stopped(shared, tmp_path):
+    """build_cache of every simplified class of ../shared, killed with SIGKILL once it has recorded
+    progress: nothing is used half-built, and the next build starts after the recorded classes and
+    ends with the same cache as an uninterrupted build."""
+    classes = tuple(formats.available_classes(shared, "simplified"))
+    assert len(classes) > 100
+    spec = DatasetSpec(classes=classes, per_class=80, source="simplified", data_root=str(shared))
+    root = tmp_path / "killed"
+    child = subprocess.Popen([sys.executable, "-c", CACHE_SCRIPT, str(root), str(shared)], start_new_session=True,
+                             env={**os.environ, "PYTHONPATH": str(BENCH.parent)})
+    deadline = time.monotonic() + 600
+    recorded = []
+    while not recorded and child.poll() is None and time.monotonic() < deadline:
+        recorded = list(root.glob(".building-*/progress.json"))
+        time.sleep(0.005)
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    assert recorded, "the build finished (or failed) before recording any progress"
+    done = json.loads(recorded[0].read_text())["classes_done"]
+    assert 0 < done < len(classes)
+    assert not [path for path in root.iterdir() if not path.name.startswith(".")]  # no cache in place
+
+    calls = []
+    resumed = build_cache(spec, root, workers=1, progress=lambda i, total, cls: calls.append(i))
+    assert calls[0] == done + 1  # the classes recorded were not read again
+    fresh = build_cache(spec, tmp_path / "fresh", workers=1)
+    np.testing.assert_array_equal(resumed.images, fresh.images)
+    np.testing.assert_array_equal(resumed.labels, fresh.labels)
+    np.testing.assert_array_equal(resumed.split, fresh.split)
+    assert resumed.meta == fresh.meta
+    assert not list(root.glob(".building-*")) and not list((resumed.path).glob("*.tmp.npy"))

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 MODULES = [
     "tensorflow", "keras", "ydf", "numpy", "pandas", "plotly", "streamlit", "cairocffi", "tqdm",
-    "kaleido",
+    "kaleido", "numba",
 ]
 
 

@@ -13,6 +13,7 @@ from pipeline.raster import (
     render,
     render_bitmap,
     render_colour_coded,
+    render_colour_coded_cairo,
     render_many,
     render_pool,
     render_with_raw_time,
@@ -36,6 +37,41 @@ def test_bitmaps_identical_to_google(shared):
     print(f"renderer vs Google over {len(records)} pairs: mean {errors.mean():.4f}, max {errors.max():.4f}")
     assert errors.mean() <= 0.1
     assert errors.max() <= 1.0
+
+
+def load_simplified(shared, per_class: int = 4) -> list:
+    """Google-JSON drawings, a few from every class file of shared/simplified."""
+    drawings = []
+    for path in sorted((shared / "simplified").glob("*.ndjson")):
+        drawings += [json.loads(line)["drawing"] for line in path.read_text().splitlines()[:per_class]]
+    return drawings
+
+
+def test_colour_coded_within_one_grey_level_of_cairo(shared):
+    """The numba renderer (pipeline.paint) against cairo drawing the same colour-coded picture, on real
+    drawings of every class: both channels, and the JSON fast path equal to parsed strokes."""
+    drawings = load_simplified(shared)
+    assert len(drawings) >= 1000
+    errors, time_errors = [], []
+    for drawing in drawings:
+        strokes = to_simplified(drawing)
+        ours, cairo = render_colour_coded(strokes, 64, True).astype(int), render_colour_coded_cairo(strokes, 64, True)
+        errors.append(np.abs(ours[..., 0] - cairo[..., 0]).mean())
+        time_errors.append(np.abs(ours[..., 1] - cairo[..., 1]).mean())
+    for drawing in drawings[::50]:
+        np.testing.assert_array_equal(render_colour_coded(drawing, 64), render_colour_coded(from_google(drawing), 64))
+    print(f"colour-coded vs cairo over {len(drawings)} drawings: mean {np.mean(errors):.3f}, worst "
+          f"{np.max(errors):.3f}; time channel mean {np.mean(time_errors):.3f}")
+    assert np.mean(errors) <= 1.0 and np.mean(time_errors) <= 1.0
+    assert np.max(errors) <= 4.0  # no drawing far off (a misplaced or missing stroke costs tens of levels)
+
+
+def test_colour_coded_json_that_is_not_simplified_is_simplified_first():
+    raw = [[[0.5, 100.25, 300.0], [0.0, 50.5, 10.0]]]  # floats beyond 255: raw canvas coordinates
+    np.testing.assert_array_equal(render_colour_coded(raw, 48), render_colour_coded(to_simplified(raw), 48))
+    np.testing.assert_array_equal(render_bitmap(raw, 28), render_bitmap(to_simplified(raw), 28))
+    with pytest.raises(DrawingError):
+        render_colour_coded([[[], []]], 48)
 
 
 def test_render_many_keeps_order_and_matches_single(shared):

@@ -18,8 +18,9 @@
  * round caps/joins (the pen of _cairo_pen_vertices_needed at tolerance 0.1), its
  * coverage is measured on GRID_Y horizontal sample lines per pixel with exact horizontal spans
  * (cairo's "tor" scan converter for ANTIALIAS_BEST), quantised to 8 bits and composited stroke by
- * stroke with pixman's 8-bit OVER arithmetic. tests/test_web.py holds the result to the Python
- * pipeline on real drawings.
+ * stroke with pixman's 8-bit OVER arithmetic. The colour-coded variant is pipeline/paint.py's
+ * painter instead (a distance-based coverage, see `paintPath`), as the Python pipeline renders it.
+ * tests/test_web.py holds the result to the Python pipeline on real drawings.
  *
  * Exposed as window.QuickDrawPreprocess (and module.exports under Node); `config` is always the
  * parsed preprocess.json of the model:
@@ -518,37 +519,94 @@
       for (i = 0; i < n; i++) composite(image, 0, 1, strokeCoverage(device.strokes[i], size, r, GRID_Y), FULL);
       return image;
     }
-    // Colour-coded (raster.render_colour_coded): last stroke first so earlier strokes lie on top.
+    // Colour-coded (raster.render_colour_coded, painted by pipeline/paint.py): last stroke first so
+    // earlier strokes lie on top.
     var stroke = settings.stroke;
+    var canvas = new Float32Array(size * size), distance = new Float32Array(size * size);
     for (i = n - 1; i >= 0; i--) {
-      var grey = Math.max(stroke.first - stroke.step * i, stroke.floor);
-      composite(image, 0, channels, strokeCoverage(device.strokes[i], size, r, GRID_Y), grey);
+      var grey = Math.max(stroke.first - stroke.step * i, stroke.floor) / FULL;
+      paintPath(canvas, distance, device.strokes[i], size, r, grey);
     }
+    toBytes(canvas, image, 0, channels);
     if (timeChannel) {
-      // Point order as time (simplified strokes carry no t), scaled 0..1 over the drawing.
+      // Point order as time (simplified strokes carry no t), scaled 0..1 over the drawing; every
+      // segment a path of its own at the ink of its first point (paint.py `paint_timed`).
       var total = 0;
       device.strokes.forEach(function (s) { total += s.length; });
       var span = total - 1, counter = [], at = 0;
       device.strokes.forEach(function (s) { counter.push(at); at += s.length; });
+      canvas.fill(0);
       for (i = n - 1; i >= 0; i--) {
         var pts = device.strokes[i];
         var t0 = counter[i];
         if (pts.length === 1) {
-          composite(image, 1, 2, strokeCoverage(pts, size, r, GRID_Y), timeGrey(t0, span, settings.time));
+          paintPath(canvas, distance, pts, size, r, timeInk(t0, span, settings.time));
           continue;
         }
         for (var j = 0; j + 1 < pts.length; j++) {
-          composite(image, 1, 2, strokeCoverage([pts[j], pts[j + 1]], size, r, GRID_Y), timeGrey(t0 + j, span, settings.time));
+          paintPath(canvas, distance, [pts[j], pts[j + 1]], size, r, timeInk(t0 + j, span, settings.time));
         }
       }
+      toBytes(canvas, image, 1, 2);
     }
     return image;
   }
 
-  function timeGrey(index, span, time) {
+  function timeInk(index, span, time) {
     var t = span > 0 ? index / span : 0;
-    // cairo turns the double colour (start - drop t) into 8 bits by rounding
-    return Math.round((time.start - time.drop * t) * FULL);
+    return time.start - time.drop * t;
+  }
+
+  /* The colour-coded painter, pipeline/paint.py's `_paint_path` step for step (Float32Array where it
+   * has float32, so the two agree to the rounding): every pixel near the path gets the distance from its
+   * centre to the polyline (the nearest segment: a path crossing itself is inked once), the coverage
+   * of a round-capped line of half-width r is clamp(r + 1/2 - distance, 0, 1), and the path's ink
+   * (0..1) is laid over the canvas with it. */
+  function paintPath(canvas, distance, points, size, r, ink) {
+    var reach = r + 0.5, far = 1e30;
+    var loX = far, loY = far, hiX = -far, hiY = -far, i, row, col;
+    for (i = 0; i < points.length; i++) {
+      loX = Math.min(loX, points[i][0]); hiX = Math.max(hiX, points[i][0]);
+      loY = Math.min(loY, points[i][1]); hiY = Math.max(hiY, points[i][1]);
+    }
+    var c0 = Math.max(0, Math.floor(loX - reach)), c1 = Math.min(size - 1, Math.ceil(hiX + reach));
+    var r0 = Math.max(0, Math.floor(loY - reach)), r1 = Math.min(size - 1, Math.ceil(hiY + reach));
+    if (c0 > c1 || r0 > r1) return;
+    // Squared distances: one square root per pixel, not per segment.
+    for (row = r0; row <= r1; row++) distance.fill(far, row * size + c0, row * size + c1 + 1);
+    var segments = Math.max(1, points.length - 1);
+    for (i = 0; i < segments; i++) {
+      var a = points[i], b = points.length > 1 ? points[i + 1] : points[i];
+      var ax = a[0], ay = a[1], dx = b[0] - ax, dy = b[1] - ay, length2 = dx * dx + dy * dy;
+      var inverse = length2 > 0 ? 1 / length2 : 0;
+      var s0 = Math.max(c0, Math.floor(Math.min(ax, ax + dx) - reach));
+      var s1 = Math.min(c1, Math.ceil(Math.max(ax, ax + dx) + reach));
+      var t0 = Math.max(r0, Math.floor(Math.min(ay, ay + dy) - reach));
+      var t1 = Math.min(r1, Math.ceil(Math.max(ay, ay + dy) + reach));
+      for (row = t0; row <= t1; row++) {
+        var qy = row + 0.5 - ay;
+        for (col = s0; col <= s1; col++) {
+          var qx = col + 0.5 - ax;
+          var u = Math.min(1, Math.max(0, (qx * dx + qy * dy) * inverse));
+          var ex = qx - u * dx, ey = qy - u * dy, d2 = ex * ex + ey * ey;
+          if (d2 < distance[row * size + col]) distance[row * size + col] = d2;
+        }
+      }
+    }
+    var reach2 = reach * reach;
+    for (row = r0; row <= r1; row++) {
+      for (col = c0; col <= c1; col++) {
+        var d2min = distance[row * size + col];
+        if (d2min < reach2) {
+          var cover = Math.min(reach - Math.sqrt(d2min), 1);
+          canvas[row * size + col] = canvas[row * size + col] * (1 - cover) + ink * cover;
+        }
+      }
+    }
+  }
+
+  function toBytes(canvas, image, channel, channels) {
+    for (var i = 0; i < canvas.length; i++) image[i * channels + channel] = Math.floor(Math.min(FULL, canvas[i] * FULL + 0.5));
   }
 
   /** The model input for a drawing: config is the model's preprocess.json. */

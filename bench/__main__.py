@@ -15,7 +15,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS = {
     "data": ("bench_data.py", "data loading: project dataset vs the seed's loader"),
     "render": ("bench_render.py", "rendering throughput: Google-exact and colour-coded vs cv2 per-segment"),
-    "train": ("bench_train.py", "training throughput: pipeline vs in-memory model.fit"),
+    "train": ("bench_train.py", "training throughput: pipeline vs in-memory model.fit (defaults and XLA), FLOP rate vs the machine's peak"),
     "predict": ("bench_predict.py", "prediction latency: Python and Chromium (TF.js)"),
     "draw": ("bench_draw.py", "Draw page latency: the page's own path (strokes in -> top-5) vs the bare model call"),
     "dashboard": ("bench_dashboard.py", "dashboard scaling: 10 vs 200 runs"),

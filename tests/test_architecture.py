@@ -16,7 +16,7 @@ LAYERS = [
     {"errors", "files", "categories", "strokes", "models", "recipe", "checkpoints", "browser"},
     {"formats", "raster", "download"},
     {"runs"},
-    {"seedlogs", "convert", "datasets", "predict"},
+    {"seedlogs", "convert", "datasets", "predict", "steps"},
     {"train"},
     {"chunks", "evaluate", "export", "mlflow_export"},
     {"jobs"},

@@ -17,7 +17,7 @@ BENCHMARKS = {
     "render": ("bench_render.py", "rendering throughput: Google-exact and colour-coded vs cv2 per-segment"),
     "scale": ("bench_scale.py", "one million colour-coded drawings: cache build and one epoch (100,000 here; "
                                 "`python bench/bench_scale.py --drawings 1000000` for the README)"),
-    "train": ("bench_train.py", "training throughput: pipeline vs in-memory model.fit"),
+    "train": ("bench_train.py", "training throughput: pipeline vs in-memory model.fit (defaults and XLA), FLOP rate vs the machine's peak"),
     "predict": ("bench_predict.py", "prediction latency: Python and Chromium (TF.js)"),
     "draw": ("bench_draw.py", "Draw page latency: the page's own path (strokes in -> top-5) vs the bare model call"),
     "dashboard": ("bench_dashboard.py", "dashboard scaling: 10 vs 200 runs"),

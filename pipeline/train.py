@@ -11,8 +11,8 @@ pure function of (seed, epoch), so a resume mid-epoch replays exactly the batche
 stop request (SIGINT/SIGTERM, see chunks.py) is honoured at the end of the current batch after
 saving; `kill -9` loses at most the batches since the last save.
 
-The loop is our own (a `tf.function` step run through `strategy.run`), not `model.fit`: Keras 3's
-fit does not work under MultiWorkerMirroredStrategy on TF 2.19, and our own loop makes exact
+The loop is our own (pipeline/steps.py: `tf.function` steps run through `strategy.run`), not `model.fit`:
+Keras 3's fit does not work under MultiWorkerMirroredStrategy on TF 2.19, and our own loop makes exact
 mid-epoch resume straightforward.
 """
 
@@ -38,6 +38,7 @@ from pipeline.checkpoints import (
 from pipeline.datasets import batches, epoch_order, iter_batches, load_dataset
 from pipeline.errors import QuickDrawError
 from pipeline.runs import RunConfig
+from pipeline.steps import METRIC_NAMES, build_steps
 
 # How often status.json is refreshed during an epoch (the dashboard's live view reads it);
 # $QUICKDRAW_STATUS_INTERVAL overrides it (0: after every batch).
@@ -135,54 +136,9 @@ class Trainer:
         else:
             checkpoint.restore(self.model, self.optimizer)
             self.state = checkpoint.state
-        self.train_step, self.eval_step = self._build_steps()
+        self.train_step, self.eval_step = build_steps(self.strategy, self.model, self.optimizer, config, shape,
+                                                      one_device=config.strategy == "default")
         self.tb_writer = tf.summary.create_file_writer(str(self.run_dir / "tb")) if self.chief else None
-
-    def _build_steps(self):
-        tf, keras, model, optimizer, cfg = self.tf, self.keras, self.model, self.optimizer, self.config
-        strategy = self.strategy
-        num_classes = len(cfg.classes)
-
-        def sums(labels, probs, per_example):
-            labels = tf.cast(labels, tf.int32)
-            top1 = tf.cast(tf.math.in_top_k(labels, probs, 1), tf.float32)
-            top3 = tf.cast(tf.math.in_top_k(labels, probs, 3), tf.float32)
-            return tf.stack([tf.reduce_sum(per_example), tf.reduce_sum(top1), tf.reduce_sum(top3),
-                             tf.cast(tf.shape(labels)[0], tf.float32)])
-
-        def crossentropy(labels, probs):
-            return keras.losses.sparse_categorical_crossentropy(tf.cast(labels, tf.int32), probs)
-
-        def train_replica(images, labels, global_batch, key):
-            images = tf.cast(images, tf.float32)
-            if cfg.augment:
-                images = recipe.augment_images(images, key, cfg.augment_shift, cfg.augment_scale, cfg.augment_rotate)
-            with tf.GradientTape() as tape:
-                probs = model(images, training=True)
-                per_example = crossentropy(labels, probs)
-                if cfg.label_smoothing:  # the loss trained on is the loss reported
-                    per_example = recipe.training_loss(tf.cast(labels, tf.int32), probs, num_classes,
-                                                       cfg.label_smoothing)
-                loss = tf.reduce_sum(per_example) / global_batch
-            grads = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-            return sums(labels, probs, per_example)
-
-        def eval_replica(images, labels):
-            probs = model(tf.cast(images, tf.float32), training=False)
-            return sums(labels, probs, crossentropy(labels, probs))
-
-        @tf.function
-        def train_step(images, labels, global_batch, key):
-            per_replica = strategy.run(train_replica, args=(images, labels, global_batch, key))
-            return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-
-        @tf.function
-        def eval_step(images, labels):
-            per_replica = strategy.run(eval_replica, args=(images, labels))
-            return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-
-        return train_step, eval_step
 
     def _feed(self, order, batch_size: int, start_batch: int = 0):
         if self.config.strategy == "default":
@@ -215,6 +171,7 @@ class Trainer:
         batches_per_epoch = math.ceil(len(self.train_indices) / cfg.batch_size)
         last_save, last_status, started = time.monotonic(), 0.0, time.monotonic()
         chunk_batches, done = (target - state.epoch) * batches_per_epoch - state.batch, 0
+        assigned_lr = None  # the rate last given to the optimizer in this chunk
         while state.epoch < target and not state.early_stopping.get("stopped"):
             epoch = state.epoch + 1
             partial = state.partial or {"loss": 0.0, "top1": 0.0, "top3": 0.0, "n": 0.0, "started": time.time()}
@@ -222,11 +179,13 @@ class Trainer:
             for images, labels in self._feed(epoch_order(self.train_indices, cfg.seed, epoch), cfg.batch_size,
                                              start_batch=state.batch):
                 state.schedule["lr"] = recipe.batch_lr(cfg, state.schedule, epoch, state.batch, batches_per_epoch)
-                self.optimizer.learning_rate.assign(state.schedule["lr"])
+                if state.schedule["lr"] != assigned_lr:  # an op per batch costs more than the comparison
+                    assigned_lr = state.schedule["lr"]
+                    self.optimizer.learning_rate.assign(assigned_lr)
                 global_batch = self.tf.constant(_batch_len(labels), self.tf.float32)
                 key = recipe.augmentation_seed(cfg.seed, epoch, state.batch)
-                for name, value in zip(("loss", "top1", "top3", "n"),
-                                       self.train_step(images, labels, global_batch, key).numpy(), strict=True):
+                sums = self.train_step(images, labels, global_batch, key).numpy()
+                for name, value in zip(METRIC_NAMES, sums, strict=True):
                     partial[name] += float(value)
                 state.batch, done, now = state.batch + 1, done + 1, time.monotonic()
                 due = (cfg.save_every_batches and state.batch % cfg.save_every_batches == 0) or (
@@ -266,7 +225,7 @@ class Trainer:
         totals = np.zeros(4)
         for images, labels in self._feed(np.asarray(indices), 1024):
             totals += self.eval_step(images, labels).numpy()
-        return _mean_metrics(dict(zip(("loss", "top1", "top3", "n"), totals, strict=True)))
+        return _mean_metrics(dict(zip(METRIC_NAMES, totals, strict=True)))
 
     def _end_epoch(self, epoch: int, partial: dict) -> None:
         cfg, state = self.config, self.state

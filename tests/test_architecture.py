@@ -16,7 +16,7 @@ LAYERS = [
     {"errors", "files", "categories", "strokes", "models", "recipe", "checkpoints", "browser", "paint"},
     {"formats", "raster", "download"},
     {"runs"},
-    {"seedlogs", "convert", "datasets", "predict", "probes"},
+    {"seedlogs", "convert", "datasets", "predict", "probes", "steps"},
     {"train"},
     {"chunks", "evaluate", "export", "mlflow_export"},
     {"jobs"},

@@ -81,3 +81,16 @@ def test_kaggle_cv2_renderer_draws_stroke_order_intensities():
     assert image[40 + 20 * 9, 128] == 255 - 10 * 13
     assert image[128, 5] == 0
     assert bench_render.kaggle_cv2_render(drawing, size=64).shape == (64, 64)
+
+
+def test_bench_train_counts_the_cnns_flops_and_the_machines_peak():
+    """The FLOP rate's two inputs: the profiler's count agrees with the CNN's multiply-adds from its layer
+    shapes (2 FLOP each), and the peak is cores x 32 FLOP/cycle x a clock read from /proc/cpuinfo."""
+    bench_train = _load("bench_train")
+    classes = 20
+    multiply_adds = (28 * 28 * 16 * 9 * 1 + 14 * 14 * 32 * 9 * 16 + 7 * 7 * 64 * 9 * 32 + 3 * 3 * 64 * 128
+                     + 128 * classes)
+    counted = bench_train.forward_flops("cnn", classes)
+    assert 2 * multiply_adds <= counted <= 1.02 * 2 * multiply_adds  # plus biases, activations, pooling
+    peak, ghz, cores = bench_train.peak_gflops()
+    assert 0.5 < ghz < 10 and cores >= 1 and peak == pytest.approx(cores * 32 * ghz)

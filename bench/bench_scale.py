@@ -137,6 +137,7 @@ def main(argv=None) -> int:
     parser.add_argument("--cache", type=Path, help="cache folder (kept; an interrupted build there resumes)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary cache folder")
     args = parser.parse_args(argv)
+    load_before = os.getloadavg()[0]  # other work on the machine when we start: say it beside the times
     if not (SHARED / "simplified").is_dir():
         print(f"skipped: no Quick, Draw! simplified/ at {SHARED} (set QUICKDRAW_SHARED to the shared quickdraw folder)")
         return 0
@@ -170,7 +171,7 @@ def main(argv=None) -> int:
     blocks = -(-n // args.block)
     print(f"{n} colour-coded {args.size} px drawings jittered from {len(make_block)} real simplified drawings, "
           f"{CLASSES} synthetic classes; {cores} render workers, blocks of {args.block}; {os.cpu_count()} cores "
-          "(shared with other work)")
+          f"(1-minute load average {load_before:.1f} before the build)")
     if resumed_from:
         print(f"(resumed an interrupted build at block {resumed_from} of {blocks}: the build figures cover the "
               "rest only)")

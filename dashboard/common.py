@@ -10,6 +10,7 @@ result from those files only; its log is shown as it is, never parsed.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -19,7 +20,9 @@ from pipeline import runs as runs_mod
 from pipeline.errors import RunError
 
 REPO = Path(__file__).resolve().parents[1]
-RUN_FILES = ("config.json", "history.csv", "events.jsonl", "status.json", "eval.json", ".lock", "model/meta.json")
+# run_signature's paths: the run folder itself (config, history, status, eval: atomic writes), the two
+# files written in place, and the model folder (model/meta.json).
+RUN_WATCHED = ("", os.sep + "events.jsonl", os.sep + ".lock", os.sep + "model")
 SELECTED_KEY = "selected_runs"  # the runs picked on the Runs page, used by Compare (not a widget key)
 
 
@@ -70,11 +73,16 @@ def _mtime(path: Path) -> float:
 
 
 def run_signature(run_dir: Path) -> tuple:
-    """Modification times of the files a run summary depends on (0: absent): the cache key of its row.
-    os.stat on joined strings: pathlib's joins cost more than the stats on a page of hundreds of runs."""
-    folder = os.fspath(run_dir) + os.sep
+    """What a run summary depends on, as modification times (0: absent): the cache key of its row.
+
+    Four stats, not one per file: every file of the run record except two is written atomically (a
+    temporary file renamed into the folder, pipeline/files.py), which changes the folder's own mtime;
+    the two written in place are the appended events.jsonl and the lock (its holder's PID), and
+    model/meta.json sits in a folder of its own. On the Runs page with hundreds of runs these checks
+    are what each rerun pays per run. os.stat on joined strings: pathlib's joins cost more than stats."""
+    folder = os.fspath(run_dir)
     times = []
-    for name in RUN_FILES:
+    for name in RUN_WATCHED:
         try:
             times.append(os.stat(folder + name).st_mtime_ns)
         except OSError:
@@ -122,6 +130,16 @@ def _record_cached(path: str, signature: tuple, store: dict | None = None) -> tu
     return row, config
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_run_name(name: str) -> bool:
+    """validate_run_name's answer, remembered: each rerun of the Runs page lists every folder again."""
+    try:
+        runs_mod.validate_run_name(name)
+    except RunError:
+        return False
+    return True
+
+
 def run_folders(directory: Path | None = None) -> list[Path]:
     """The run folders of the runs directory (valid run names, no dot-folders), by name; nothing read."""
     directory = directory or runs_dir()
@@ -132,11 +150,8 @@ def run_folders(directory: Path | None = None) -> list[Path]:
         for entry in entries:
             if entry.name.startswith(".") or not entry.is_dir():
                 continue
-            try:
-                runs_mod.validate_run_name(entry.name)
-            except RunError:
-                continue
-            names.append(entry.name)
+            if _is_run_name(entry.name):
+                names.append(entry.name)
     return [directory / name for name in sorted(names)]
 
 

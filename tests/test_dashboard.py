@@ -1162,3 +1162,30 @@ def test_compare_says_why_a_damaged_run_cannot_be_compared(runs_env):
     assert not at.exception, at.exception
     assert any("broken-run" in w.value and "cannot be compared" in w.value for w in at.warning)
     assert at.get("plotly_chart")
+
+
+def test_every_write_to_a_run_record_changes_its_signature(tmp_path):
+    """run_signature stats the run folder, events.jsonl, .lock and model/ only: each way the pipeline
+    writes a run (config, history, status, eval.json, events, the lock, the saved model) must change it,
+    or the Runs page would keep showing a stale row."""
+    from dashboard import common
+    from pipeline.files import atomic_write_json
+
+    run_dir = _make_run(tmp_path / "runs", "watched", "cnn", 2, 2, "finished")
+    writes = {
+        "config": lambda: runs_mod.write_config(run_dir, dataclasses.replace(runs_mod.read_config(run_dir), seed=7)),
+        "history": lambda: runs_mod.write_history(run_dir, runs_mod.read_history(run_dir)[:1]),
+        "status": lambda: runs_mod.write_status(run_dir, "stopped", epoch=1),
+        "eval": lambda: atomic_write_json(run_dir / "eval.json", {"top1": 0.5}),
+        "event": lambda: runs_mod.append_event(run_dir, "renamed", old="a", new="b"),
+        "model": lambda: atomic_write_json(run_dir / "model" / "meta.json", {"epoch": 2}),
+    }
+    for what, write in writes.items():
+        before = common.run_signature(run_dir)
+        time.sleep(0.01)  # past the file system's timestamp granularity
+        write()
+        assert common.run_signature(run_dir) != before, what
+    before = common.run_signature(run_dir)
+    time.sleep(0.01)
+    with runs_mod.RunLock(run_dir):
+        assert common.run_signature(run_dir) != before, "lock"

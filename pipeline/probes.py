@@ -33,7 +33,7 @@ import numpy as np
 
 from pipeline.categories import canonical
 from pipeline.errors import DrawingError, QuickDrawError
-from pipeline.files import append_json_line, read_json, read_json_lines
+from pipeline.files import append_json_line, read_json_lines
 from pipeline.formats import iter_ndjson
 from pipeline.predict import Predictor
 from pipeline.runs import PROBES_FOLDER, append_probe_scores, now_iso, read_probe_scores
@@ -217,12 +217,10 @@ def score_saved_model(run_dir: Path, set_name: str, checkpoint: str = "best", pr
 
 def saved_model_epoch(run_dir: Path, checkpoint: str = "best") -> int | None:
     """The epoch of the model `probe` scores: model/meta.json's for 'best', the history's last for 'last'."""
-    from pipeline.runs import read_history
+    from pipeline.runs import model_epoch, read_history
 
     if checkpoint == "best":
-        meta = Path(run_dir) / "model" / "meta.json"
-        epoch = read_json(meta).get("epoch") if meta.exists() else None
-        return int(epoch) if epoch is not None else None
+        return model_epoch(run_dir)
     history = read_history(run_dir)
     return int(history[-1]["epoch"]) if history else None
 

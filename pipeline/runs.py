@@ -783,13 +783,7 @@ def summarize_run_with_config(run_dir: Path) -> tuple[RunSummary, RunConfig | No
         ev = read_json(eval_path) if eval_path.exists() else None
         if ev is not None and ev.get("data", "test split") == "test split":  # older folder evaluations wrote here
             summary.test_top1, summary.test_top3 = ev.get("top1"), ev.get("top3")
-        meta_path = run_dir / "model" / "meta.json"
-        try:  # a bad meta.json leaves the run readable: only its model epoch is unknown
-            meta = read_json(meta_path) if meta_path.exists() else None
-        except RunError:
-            meta = None
-        epoch = meta.get("epoch") if isinstance(meta, dict) else None
-        summary.model_epoch = int(epoch) if isinstance(epoch, int | float) and not isinstance(epoch, bool) else None
+        summary.model_epoch = model_epoch(run_dir)
         state = state_from_record(run_dir, read_status(run_dir), events)
         summary.status = state.state
         summary.updated = recorded_update_time(events, state.status, ev)
@@ -846,6 +840,18 @@ def write_summary_cache(runs_dir: Path | str, entries: dict[str, tuple[tuple, di
         atomic_write_text(runs_dir / SUMMARY_CACHE, json.dumps(payload, separators=(",", ":"), default=json_default))
     except (RunError, OSError):
         pass
+
+
+def model_epoch(run_dir: Path) -> int | None:
+    """The epoch of the run's saved best model (model/meta.json, written with it); None when there is
+    no model or its meta.json cannot be read (the run stays readable: only this epoch is unknown)."""
+    meta_path = Path(run_dir) / "model" / "meta.json"
+    try:
+        meta = read_json(meta_path) if meta_path.exists() else None
+    except RunError:
+        meta = None
+    epoch = meta.get("epoch") if isinstance(meta, dict) else None
+    return int(epoch) if isinstance(epoch, int | float) and not isinstance(epoch, bool) else None
 
 
 def list_runs(runs_dir: Path | str) -> list[RunSummary]:

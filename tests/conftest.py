@@ -71,3 +71,26 @@ def trained_runs(shared, cache_dir, tmp_path_factory):
         "mobilenet": train_small_run(runs_dir, "mobilenet-small", "mobilenet", shared, epochs=8,
                                      model_options={"alpha": 0.25, "input_size": 32}),
     }
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium through Playwright (Debian's chromium, or Playwright's own); skipped without one."""
+    from pipeline.browser import find_chromium, launch_kwargs
+
+    if find_chromium() is None:
+        pytest.skip("no Chromium found (install Debian's chromium or `python -m playwright install chromium`)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(**launch_kwargs())
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    yield page
+    context.close()

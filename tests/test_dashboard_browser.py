@@ -22,25 +22,24 @@ import time
 from pathlib import Path
 
 import pytest
+from dashboard_pages import (
+    GUESS_AND_STROKES_FOR_ALL,
+    open_page,
+    pick,
+    replay_drawing,
+    screenshot,
+    shared_drawing,
+    shown_top,
+    streamlit_server,
+    wait_idle,
+    wait_table,
+)
 from draw_replay import BRISK, HUMAN, REPLAYS, Outcome, replay, replay_set, stroke_problems, summary
-
-from dashboard.server import running_dashboard
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = ("runs", "compare", "draw", "train", "evaluate", "export")
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-@contextlib.contextmanager
-def _streamlit(runs_dir: Path, data: Path):
-    """`streamlit run dashboard` over `runs_dir` on a free port; yields its base URL."""
-    with contextlib.ExitStack() as stack:
-        try:  # only a server that does not start is this fixture's failure; the test's errors pass through
-            base = stack.enter_context(running_dashboard(runs_dir, data, runs_dir.parent / "streamlit.log", timeout=90))
-        except RuntimeError as exc:
-            pytest.fail(str(exc))
-        yield base
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +49,7 @@ def dashboard(request, tmp_path_factory, shared):
     trained = request.getfixturevalue("trained_runs")
     runs_dir = tmp_path_factory.mktemp("browser") / "runs"
     shutil.copytree(Path(trained["cnn"]).parent, runs_dir)
-    with _streamlit(runs_dir, shared) as base:
+    with streamlit_server(runs_dir, shared) as base:
         yield {"base": base, "runs_dir": runs_dir, "trained": trained}
 
 
@@ -60,115 +59,8 @@ def shipped_dashboard(tmp_path_factory, shared, cache_dir):
     its dataset caches (built by the Evaluate page's pair gallery) go to the session's cache_dir."""
     runs_dir = tmp_path_factory.mktemp("shipped") / "runs"
     shutil.copytree(REPO / "runs", runs_dir, ignore=shutil.ignore_patterns("checkpoints", "cache", ".logs", ".lock"))
-    with _streamlit(runs_dir, shared) as base:
+    with streamlit_server(runs_dir, shared) as base:
         yield {"base": base, "runs_dir": runs_dir}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    from pipeline.browser import launch_kwargs
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(**launch_kwargs())
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    yield page
-    context.close()
-
-
-def _open(page, base: str, name: str):
-    page.goto(f"{base}/{name}" if name != "runs" else base)
-    page.wait_for_selector("h2", timeout=60_000)
-    _wait_idle(page)
-
-
-def _wait_idle(page, timeout: float = 60.0) -> None:
-    """Wait until the page is connected and no script run is in progress, as Streamlit's own end-to-end
-    tests do: its stApp element carries data-test-connection-state and data-test-script-state. Right after
-    a widget interaction the state can still read notRunning (the rerun's first message has not arrived),
-    so callers wait for what the interaction shows (expect) before or instead of this."""
-    from playwright.sync_api import expect
-
-    app = page.get_by_test_id("stApp")
-    expect(app).to_have_attribute("data-test-connection-state", "CONNECTED", timeout=timeout * 1000)
-    expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=timeout * 1000)
-
-
-def _wait_table(page, text: str) -> None:
-    """The Runs table is drawn on a canvas once its data arrived; its hidden accessible copy (a <table>)
-    is filled from the same data at the same time."""
-    from playwright.sync_api import expect
-
-    expect(page.get_by_test_id("stDataFrame").first).to_contain_text(text, timeout=60_000)
-
-
-def _screenshot(page, tmp_path: Path, name: str, readme: bool = False) -> None:
-    """Into the test's folder; the README's pictures (readme=True, the shipped runs) also into
-    $QUICKDRAW_SCREENSHOTS when set."""
-    page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
-    folder = os.environ.get("QUICKDRAW_SCREENSHOTS")
-    if folder and readme:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"dashboard-{name}.png"), full_page=True)
-
-
-def _shared_drawing(shared: Path, cls: str, index: int) -> list:
-    with open(shared / "simplified" / f"{cls.replace(' ', '_')}.ndjson", encoding="utf-8") as fh:
-        for i, line in enumerate(fh):
-            if i == index:
-                return json.loads(line)["drawing"]
-    raise AssertionError(f"no drawing {index} of {cls}")
-
-
-def _replay(page, drawing: list) -> None:
-    """Each stroke as mouse down, moves through its points, mouse up, on the Fabric upper canvas."""
-    # The Draw page's canvas is a components-v2 element: in the page (an open shadow root), no iframe.
-    canvas = page.locator("canvas.upper-canvas").first
-    canvas.wait_for(timeout=60_000)
-    box = canvas.bounding_box()
-    scale = (min(box["width"], box["height"]) - 30) / 255.0
-    for stroke in drawing:
-        points = list(zip(stroke[0], stroke[1], strict=True))
-        x0, y0 = points[0]
-        page.mouse.move(box["x"] + 15 + x0 * scale, box["y"] + 15 + y0 * scale)
-        page.mouse.down()
-        for x, y in points[1:]:
-            page.mouse.move(box["x"] + 15 + x * scale, box["y"] + 15 + y * scale, steps=3)
-        page.mouse.up()
-        time.sleep(0.3)  # deliberate pacing: a pause between strokes, as a person drawing leaves one
-
-
-def _shown_top(page, slot: int) -> list[tuple[str, float]]:
-    items = page.locator(f".st-key-predictions-{slot} li").all_inner_texts()
-    top = []
-    for item in items:
-        label, _, prob = item.strip().rpartition(" (")
-        top.append((label, float(prob.rstrip(")"))))
-    return top
-
-
-# True once Model 1's top-5 is the guess for all `n` strokes and the strokes that reached Python (the JSON
-# in a hidden <code> under "Strokes that reached Python", in the DOM while the expander is closed) hold `n` paths.
-_GUESS_AND_STROKES_FOR_ALL = """(n) => {
-  const box = document.querySelector('.st-key-predictions-1');
-  const code = document.querySelector('.st-key-draw-strokes code');
-  if (!box || !code || box.querySelectorAll('li').length !== 5) return false;
-  const match = /guess for (\\d+) stroke/.exec(box.innerText);
-  if (match === null || Number(match[1]) !== n) return false;
-  try {
-    return JSON.parse(code.textContent).filter((o) => String(o.type).toLowerCase() === 'path').length === n;
-  } catch (error) {
-    return false;  // the code block is re-rendered (highlighted) a moment after the guess shows
-  }
-}"""
 
 
 def test_canvas_drawing_matches_pipeline_predict(dashboard, page, shared, tmp_path):
@@ -176,15 +68,15 @@ def test_canvas_drawing_matches_pipeline_predict(dashboard, page, shared, tmp_pa
 
     from pipeline.predict import Predictor
 
-    _open(page, dashboard["base"], "draw")
-    drawing = _shared_drawing(shared, "cat", 5)
-    _replay(page, drawing)
+    open_page(page, dashboard["base"], "draw")
+    drawing = shared_drawing(shared, "cat", 5)
+    replay_drawing(page, drawing)
     with contextlib.suppress(PlaywrightTimeout):  # on a timeout the assertions below say what arrived
-        page.wait_for_function(_GUESS_AND_STROKES_FOR_ALL, arg=len(drawing), timeout=90_000)
-    _wait_idle(page)
+        page.wait_for_function(GUESS_AND_STROKES_FOR_ALL, arg=len(drawing), timeout=90_000)
+    wait_idle(page)
     strokes = page.locator(".st-key-draw-strokes code")
     objects = json.loads(strokes.first.text_content()) if strokes.count() else None
-    shown = _shown_top(page, 1)
+    shown = shown_top(page, 1)
     assert objects is not None and len(objects) == len(drawing), "the canvas did not report every stroke"
     model_1 = page.locator(".st-key-model-1 h3").inner_text().strip()
     run_dir = dashboard["runs_dir"] / model_1
@@ -192,7 +84,7 @@ def test_canvas_drawing_matches_pipeline_predict(dashboard, page, shared, tmp_pa
     expected = Predictor.from_run(run_dir).predict(objects, top=3)
     assert [label for label, _ in shown[:3]] == [label for label, _ in expected]
     assert [p for _, p in shown[:3]] == pytest.approx([p for _, p in expected], abs=6e-4)
-    _screenshot(page, tmp_path, "draw")
+    screenshot(page, tmp_path, "draw")
 
 
 def test_train_page_starts_a_run_that_appears_on_runs_and_compare(dashboard, page, tmp_path):
@@ -203,26 +95,23 @@ def test_train_page_starts_a_run_that_appears_on_runs_and_compare(dashboard, pag
     def job_logs() -> str:
         return "\n".join(p.read_text(errors="replace")[-1500:] for p in (runs_dir / ".logs").glob("*.log"))
 
-    _open(page, base, "train")
+    open_page(page, base, "train")
     name_field = page.locator(".st-key-train_name input")
     name_field.fill("browser-tiny")
     name_field.press("Enter")
     expect(name_field).to_have_value("browser-tiny")
-    _wait_idle(page)
-    classes = page.locator(".st-key-train_classes input")
+    wait_idle(page)
     for name in ("apple", "banana"):
-        classes.click()
-        classes.fill(name)
-        page.get_by_role("option", name=f"✓ {name}", exact=True).click()  # ✓: on disk already
+        pick(page, "train_classes", f"✓ {name}", typed=name)  # ✓: on disk already
         expect(page.locator(".st-key-train_classes")).to_contain_text(name)  # chosen: shown as a tag
-        _wait_idle(page)
+        wait_idle(page)
     page.keyboard.press("Escape")
     for key, value in (("train_per_class", "300"), ("train_epochs", "2")):
         field = page.locator(f".st-key-{key} input")
         field.fill(value)
         field.press("Enter")
         expect(field).to_have_value(value)
-        _wait_idle(page)
+        wait_idle(page)
     page.get_by_role("button", name="Start training").click()
     # The page's Progress fragment (rerun every 2 s) shows the run's panel once its trainer wrote
     # status.json, and the job's expander says how the job ended.
@@ -232,8 +121,8 @@ def test_train_page_starts_a_run_that_appears_on_runs_and_compare(dashboard, pag
         expect(panel.or_(ended).first).to_be_visible(timeout=240_000)
     except AssertionError:
         pytest.fail(f"the run started from the Train page never showed on the page:\n{job_logs()}")
-    _wait_idle(page)
-    _screenshot(page, tmp_path, "train", readme=True)  # live progress of a run: the README's Train picture
+    wait_idle(page)
+    screenshot(page, tmp_path, "train", readme=True)  # live progress of a run: the README's Train picture
     try:
         expect(ended).to_be_visible(timeout=240_000)
     except AssertionError:
@@ -243,16 +132,12 @@ def test_train_page_starts_a_run_that_appears_on_runs_and_compare(dashboard, pag
         pytest.fail(f"the run started from the Train page failed:\n{job_logs()}")
     download = "\n".join(p.read_text(errors="replace") for p in (runs_dir / ".logs").glob("*.log"))
     assert "pipeline download" not in download  # both classes were on disk: nothing to download
-    _open(page, base, "runs")
+    open_page(page, base, "runs")
     compare = page.locator(".st-key-runs_compare_widget")
-    picker = compare.locator("input")
-    picker.click()
-    picker.fill("browser-tiny")  # typed, as the class picker is: the option list is filtered to it
-    option = page.get_by_role("option", name="browser-tiny")
-    expect(option).to_have_count(1, timeout=30_000)
-    option.click()  # pick it for Compare, as a user would
+    # Typed, as the class picker is: the option list is filtered to it; picked for Compare as a user would.
+    pick(page, "runs_compare_widget", "browser-tiny", typed="browser-tiny")
     expect(compare).to_contain_text("browser-tiny")
-    _wait_idle(page)
+    wait_idle(page)
     page.keyboard.press("Escape")
     # Through the sidebar, not a new URL: the selection lives in this browser session.
     page.locator('[data-testid="stSidebarNav"] a', has_text="Compare").click()
@@ -261,17 +146,17 @@ def test_train_page_starts_a_run_that_appears_on_runs_and_compare(dashboard, pag
 
 def test_screenshot_every_page(dashboard, page, shared, tmp_path):
     for name in PAGES:
-        _open(page, dashboard["base"], name)
+        open_page(page, dashboard["base"], name)
         if name == "draw":
-            _replay(page, _shared_drawing(shared, "fish", 2))
+            replay_drawing(page, shared_drawing(shared, "fish", 2))
             page.wait_for_selector(".st-key-predictions-2 li", timeout=90_000)
-            _wait_idle(page)
+            wait_idle(page)
         if name == "compare":
             page.wait_for_selector(".js-plotly-plot", timeout=60_000)
         if name == "runs":
-            _wait_table(page, Path(dashboard["trained"]["cnn"]).name)
+            wait_table(page, Path(dashboard["trained"]["cnn"]).name)
         assert page.locator('[data-testid="stException"]').count() == 0, f"{name} page raised"
-        _screenshot(page, tmp_path, name)
+        screenshot(page, tmp_path, name)
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000
 
 
@@ -282,24 +167,24 @@ def test_a_fresh_clone_opens_on_the_shipped_experiment(shipped_dashboard, page, 
     base = shipped_dashboard["base"]
     default = json.loads((REPO / "web" / "models" / "index.json").read_text())["default"]
     for name in PAGES:
-        _open(page, base, name)
+        open_page(page, base, name)
         if name == "runs":
-            _wait_table(page, "mobilenet-56")
+            wait_table(page, "mobilenet-56")
             assert "damaged" not in page.locator("main").inner_text()
         if name == "compare":
             page.wait_for_selector(".js-plotly-plot", timeout=60_000)
             plot = page.locator(".js-plotly-plot").first.inner_text()
             assert "mobilenet-56" in plot and ("cnn-56" in plot.replace("mobilenet-56", "")), plot
         if name == "draw":
-            _replay(page, _shared_drawing(shared, "cat", 2))
+            replay_drawing(page, shared_drawing(shared, "cat", 2))
             page.wait_for_selector(".st-key-predictions-1 li", timeout=90_000)
-            _wait_idle(page)
+            wait_idle(page)
             assert page.locator(".st-key-model-1 h3").inner_text().strip() == default
-            assert _shown_top(page, 1)[0][0] == "cat"
+            assert shown_top(page, 1)[0][0] == "cat"
         if name == "evaluate":
             page.wait_for_selector(".js-plotly-plot", timeout=60_000)
         assert page.locator('[data-testid="stException"]').count() == 0, f"{name} page raised"
-        _screenshot(page, tmp_path, name, readme=name != "train")  # Train: see the test that starts a run
+        screenshot(page, tmp_path, name, readme=name != "train")  # Train: see the test that starts a run
 
 
 # ---------------------------------------------------------------- a newcomer's first hour (points 8-10)
@@ -323,7 +208,7 @@ def newcomer_dashboard(tmp_path_factory, shared):
     runs_mod.write_config(branch, dataclasses.replace(config, name=branch.name, parent={"run": "cnn-56", "epoch": 8}))
     three = _make_run(runs_dir, "three-classes", "cnn", 4, 4, "finished")
     runs_mod.write_history(three, [{**row, "val_top3": 1.0} for row in runs_mod.read_history(three)])
-    with _streamlit(runs_dir, shared) as base:
+    with streamlit_server(runs_dir, shared) as base:
         yield {"base": base, "runs_dir": runs_dir}
 
 
@@ -368,7 +253,7 @@ def _hover_mark(page, index: int, attempts: int = 3) -> str:
 
     hover = page.locator(".hoverlayer .hovertext").first
     for attempt in range(attempts):
-        _wait_idle(page)
+        wait_idle(page)
         mark = page.evaluate(_COMPARE_MARKS)["marks"][index]
         page.mouse.move(5, 5)  # off the plot first: each mark gets a fresh hover, not the previous one's label
         page.mouse.move(mark["x"], mark["y"], steps=4)
@@ -429,11 +314,11 @@ def test_compare_marks_name_their_run_and_never_overlap(newcomer_dashboard, page
     axes; an accuracy axis that ends near 1; the PNG download."""
     from playwright.sync_api import expect
 
-    _open(page, newcomer_dashboard["base"], "compare")
+    open_page(page, newcomer_dashboard["base"], "compare")
     plot = page.locator(".js-plotly-plot").first
     expect(plot).to_contain_text("mobilenet-56", timeout=60_000)
     expect(plot.locator(".legendtext")).to_contain_text(["cnn-56", "mobilenet-56", "chunk start", "stopped", "crash"])
-    _wait_idle(page)  # the plot's final layout: the marks' positions below stay where they are
+    wait_idle(page)  # the plot's final layout: the marks' positions below stay where they are
     found = page.evaluate(_COMPARE_MARKS)
     marks = found["marks"]
     assert found["annotations"] == 0
@@ -453,15 +338,12 @@ def test_compare_marks_name_their_run_and_never_overlap(newcomer_dashboard, page
                           ("training time", "training time (gaps between chunks removed), in minutes")):
         page.locator(".st-key-compare_axis").get_by_text(choice, exact=True).click()
         expect(plot.locator(".g-xtitle")).to_have_text(title, timeout=30_000)
-    _wait_idle(page)
+    wait_idle(page)
 
-    picker = page.locator(".st-key-compare_runs input")
-    picker.click()
-    picker.fill("three")
-    page.get_by_role("option", name="three-classes").click()
+    pick(page, "compare_runs", "three-classes", typed="three")
     page.keyboard.press("Escape")
     expect(plot.locator(".legendtext")).to_contain_text(["three-classes"], timeout=30_000)
-    _wait_idle(page)
+    wait_idle(page)
     low, high = page.evaluate("() => document.querySelector('.js-plotly-plot')._fullLayout.yaxis.range")
     assert low < 1.0 <= high <= 1.05, (low, high)  # val top-3 of 1.0 shown, on an axis ending near 1
 
@@ -473,13 +355,13 @@ def test_compare_marks_name_their_run_and_never_overlap(newcomer_dashboard, page
     png = Path(download.value.path()).read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(png[16:20], "big") == 1200
     (tmp_path / "compare.png").write_bytes(png)
-    _screenshot(page, tmp_path, "compare-marks")
+    screenshot(page, tmp_path, "compare-marks")
 
 
 def test_evaluate_page_says_which_evaluation_and_shows_more_mistakes(newcomer_dashboard, page):
     from playwright.sync_api import expect
 
-    _open(page, newcomer_dashboard["base"], "evaluate")
+    open_page(page, newcomer_dashboard["base"], "evaluate")
     expect(page.locator(".st-key-evaluate_which").get_by_role("combobox")).to_have_value("test split")
     expect(page.locator(".st-key-evaluate_which_caption")).to_contain_text("Evaluation on the test split (eval.json)")
     count = page.locator(".st-key-evaluate_gallery_count")
@@ -513,7 +395,7 @@ def draw_replays(shipped_dashboard, browser, shared):
         page.goto(f"{base}/draw")
         canvas = page.locator("canvas.upper-canvas").first
         canvas.wait_for(timeout=60_000)
-        replay(page, _shared_drawing(shared, "cat", 100), canvas.bounding_box(), BRISK)
+        replay(page, shared_drawing(shared, "cat", 100), canvas.bounding_box(), BRISK)
         page.wait_for_selector(".st-key-predictions-1 li", timeout=180_000)
         model_1 = page.locator(".st-key-model-1 h3").inner_text().strip()
     finally:
@@ -541,13 +423,13 @@ def _replay_on_a_fresh_draw_page(context, replays: dict, name: str, drawing: lis
             page.wait_for_function(_GUESS_FOR_ALL_STROKES, arg=len(drawing), timeout=5_000, polling="raf")
             outcome.latency = time.perf_counter() - last_up
         except PlaywrightTimeout:
-            _wait_idle(page)  # strokes are missing: record what did arrive
+            wait_idle(page)  # strokes are missing: record what did arrive
         code = page.locator(".st-key-draw-strokes code")  # hidden; drawn just before the guesses
         with contextlib.suppress(PlaywrightTimeout):
             code.first.wait_for(state="attached", timeout=10_000)
         objects = json.loads(code.first.text_content()) if code.count() else []
         outcome.problems = stroke_problems(drawn, from_fabric(objects))
-        shown = _shown_top(page, 1)
+        shown = shown_top(page, 1)
         outcome.page_top1 = shown[0][0] if shown else None
         model = page.locator(".st-key-model-1 h3")
         assert not model.count() or model.inner_text().strip() == replays["model"]
@@ -596,25 +478,21 @@ def test_a_newcomers_first_hour_from_train_to_the_web_page(page, shared, tmp_pat
         lags[step] = round(time.time() - happened, 2)
 
     def choose(key: str, value: str) -> None:
-        page.locator(f".st-key-{key}").click()
-        page.get_by_role("option", name=value, exact=True).click()
+        pick(page, key, value)
         expect(page.locator(f".st-key-{key}").get_by_role("combobox")).to_have_value(value)
-        _wait_idle(page)
+        wait_idle(page)
 
-    with _streamlit(runs_dir, shared) as base:
-        _open(page, base, "train")
+    with streamlit_server(runs_dir, shared) as base:
+        open_page(page, base, "train")
         choose("train_model", "qdnet")  # slow enough per epoch to be stopped by hand in the middle
         name_field = page.locator(".st-key-train_name input")
         name_field.fill("walk")
         name_field.press("Enter")
         expect(name_field).to_have_value("walk")
-        classes = page.locator(".st-key-train_classes input")
         for name in ("apple", "banana"):
-            classes.click()
-            classes.fill(name)
-            page.get_by_role("option", name=f"✓ {name}", exact=True).click()
+            pick(page, "train_classes", f"✓ {name}", typed=name)
             expect(page.locator(".st-key-train_classes")).to_contain_text(name)
-            _wait_idle(page)
+            wait_idle(page)
         page.keyboard.press("Escape")
         for key, value in (("train_per_class", "2000"), ("train_epochs", "2"), ("train_chunks", "2"),
                            ("train_batch", "8")):
@@ -622,7 +500,7 @@ def test_a_newcomers_first_hour_from_train_to_the_web_page(page, shared, tmp_pat
             field.fill(value)
             field.press("Enter")
             expect(field).to_have_value(value)
-            _wait_idle(page)
+            wait_idle(page)
         page.locator(".st-key-train_start button").click()
         expect(page.get_by_text(re.compile(r"walk - running, chunk 1, epoch \d/4"))).to_be_visible(timeout=180_000)
 
@@ -642,12 +520,12 @@ def test_a_newcomers_first_hour_from_train_to_the_web_page(page, shared, tmp_pat
         assert [r["epoch"] for r in runs.read_history(run_dir)] == [1, 2, 3, 4]
         assert runs.run_state(run_dir).state == "finished"
 
-        _open(page, base, "evaluate")
+        open_page(page, base, "evaluate")
         page.locator(".st-key-evaluate_start button").click()
         expect(page.get_by_test_id("stMetric").first).to_contain_text("top-1", timeout=180_000)
         reported("evaluated", (run_dir / "eval.json").stat().st_mtime)
 
-        _open(page, base, "export")
+        open_page(page, base, "export")
         page.locator(".st-key-export_as_default label").click()
         page.locator(".st-key-export_start button").click()
         expect(page.get_by_text("TF.js output matches Keras")).to_be_visible(timeout=240_000)
@@ -658,9 +536,9 @@ def test_a_newcomers_first_hour_from_train_to_the_web_page(page, shared, tmp_pat
         assert read_index(web)["default"] == "walk" and (web / "models" / "walk" / "model.json").exists()
         assert not (REPO / "web" / "models" / "walk").exists()
 
-        _open(page, base, "runs")
-        _wait_table(page, "walk")
-        _open(page, base, "compare")
+        open_page(page, base, "runs")
+        wait_table(page, "walk")
+        open_page(page, base, "compare")
         expect(page.locator(".js-plotly-plot").first).to_contain_text("walk", timeout=60_000)
         assert page.locator('[data-testid="stException"]').count() == 0
 
@@ -669,7 +547,7 @@ def test_a_newcomers_first_hour_from_train_to_the_web_page(page, shared, tmp_pat
         expect(page.get_by_test_id("model-picker")).to_have_value("walk", timeout=60_000)
         expect(page.get_by_test_id("status")).to_contain_text("Draw something", timeout=60_000)
         canvas = page.get_by_test_id("drawing-canvas")
-        replay(page, _shared_drawing(shared, "apple", 3), canvas.bounding_box(), BRISK)
+        replay(page, shared_drawing(shared, "apple", 3), canvas.bounding_box(), BRISK)
         expect(page.get_by_test_id("predictions").locator("li").first).to_be_visible(timeout=30_000)
     print(f"first-hour walk: {time.time() - started:.0f} s; page reported each step this long after its file: {lags}")
     assert all(lag <= 5.0 for lag in lags.values()), lags
@@ -683,35 +561,32 @@ def test_compare_groups_the_shipped_seeds_into_a_band_and_expands_them(shipped_d
     from playwright.sync_api import expect
 
     base = shipped_dashboard["base"]
-    _open(page, base, "runs")
-    _wait_table(page, "mobilenet-56")
+    open_page(page, base, "runs")
+    wait_table(page, "mobilenet-56")
     groups = page.get_by_test_id("stDataFrame").nth(1)
     expect(groups).to_contain_text("cnn-56 (2 seeds)", timeout=60_000)
     expect(groups).to_contain_text("qdnet-56 (2 seeds)")
     expect(groups).to_contain_text(" ± ")
     assert "cnn-56-seedway" not in groups.inner_text()
 
-    _open(page, base, "compare")
+    open_page(page, base, "compare")
     plot = page.locator(".js-plotly-plot").first
     expect(plot).to_contain_text("mobilenet-56", timeout=60_000)
-    picker = page.locator(".st-key-compare_runs input")
     for name in ("cnn-56", "cnn-56-seed1"):
         chosen = page.locator(".st-key-compare_runs [data-baseweb='tag']").all_inner_texts()
         if name in [text.strip() for text in chosen]:
             continue
-        picker.click()
-        picker.fill(name)
-        page.get_by_role("option", name=name, exact=True).click()
+        pick(page, "compare_runs", name, typed=name)
         page.keyboard.press("Escape")
-        _wait_idle(page)
+        wait_idle(page)
     expect(plot.locator(".legendtext")).to_contain_text(["cnn-56 (2 seeds)"], timeout=30_000)
-    _wait_idle(page)
+    wait_idle(page)
     assert plot.locator("path.js-fill").count() >= 1, "the group's band is a filled area"
     legend = plot.locator(".legendtext").all_text_contents()
     assert "cnn-56-seed1" not in legend and "cnn-56" not in legend  # folded into the group
     page.get_by_text("Show members of cnn-56 (2 seeds)").click()
     expect(plot.locator(".legendtext")).to_contain_text(["cnn-56-seed1"], timeout=30_000)
-    _wait_idle(page)
+    wait_idle(page)
     assert "cnn-56 (2 seeds)" in plot.locator(".legendtext").all_text_contents()
     assert page.locator('[data-testid="stException"]').count() == 0
 
@@ -727,24 +602,6 @@ _HEATMAP_CELL = """([trueClass, predClass]) => {
           x: box.left + layout._size.l + layout.xaxis.l2p(layout.xaxis.d2l(predClass)),
           y: box.top + layout._size.t + layout.yaxis.l2p(layout.yaxis.d2l(trueClass))};
 }"""
-
-
-def _pick(page, key: str, option: str) -> None:
-    """Choose `option` in the selectbox of widget key `key`. A rerun still redrawing the page can close
-    the list just opened (the page reads idle before a rerun's first message arrives): then again."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-    for _attempt in range(5):
-        page.locator(f".st-key-{key}").get_by_role("combobox").click()
-        try:
-            page.get_by_role("option", name=option, exact=True).click(timeout=5_000)
-            break
-        except PlaywrightTimeout:
-            page.keyboard.press("Escape")
-            _wait_idle(page)
-    else:
-        raise AssertionError(f"{key} never offered {option!r}")
-    _wait_idle(page)
 
 
 def test_evaluate_compares_two_runs_and_a_heatmap_click_or_a_pair_filters_the_gallery(shipped_dashboard, page, shared,
@@ -768,13 +625,13 @@ the last, where eval.json kept one - and so does picking a top changed pair."""
     kept = sum((w["true"], w["pred"]) == (first["true"], first["pred"])
                for w in json.loads((runs_dir / "cnn-56" / "eval.json").read_text())["misclassified"])
     assert kept < GALLERY_PAGE < first["b"] < first["a"]  # cat -> dog: eval.json kept 1 of A's 69
-    _open(page, shipped_dashboard["base"], "evaluate")
-    _pick(page, "evaluate_run", "cnn-56")
-    _pick(page, "evaluate_compare_run", "mobilenet-56")
+    open_page(page, shipped_dashboard["base"], "evaluate")
+    pick(page, "evaluate_run", "cnn-56")
+    pick(page, "evaluate_compare_run", "mobilenet-56")
     heatmap = page.locator(".st-key-evaluate_compare_heatmap .js-plotly-plot")
     expect(heatmap).to_be_visible(timeout=60_000)
     expect(page.locator(".st-key-evaluate_compare_summary")).to_contain_text("A = cnn-56, B = mobilenet-56")
-    _wait_idle(page)
+    wait_idle(page)
     heatmap.scroll_into_view_if_needed()
     cell = page.evaluate(_HEATMAP_CELL, [first["true"], first["pred"]])
     assert cell["type"] == "heatmap" and cell["rows"] == cell["columns"] == 56
@@ -795,22 +652,22 @@ the last, where eval.json kept one - and so does picking a top changed pair."""
     expect(count).to_contain_text(showing(GALLERY_PAGE, first, first["a"]), timeout=60_000)
     expect(page.locator(".st-key-evaluate_gallery_b_count")).to_contain_text(showing(GALLERY_PAGE, first, first["b"]),
                                                                              timeout=60_000)
-    _wait_idle(page)
+    wait_idle(page)
     for shown in (2 * GALLERY_PAGE, first["a"]):
         page.locator(".st-key-evaluate_gallery_more button").click()
         expect(count).to_contain_text(showing(min(shown, first["a"]), first, first["a"]), timeout=30_000)
-        _wait_idle(page)
+        wait_idle(page)
     expect(page.locator(".st-key-evaluate_gallery_more")).to_have_count(0)
     captions = page.locator("[data-testid='stImage']").all_inner_texts()
     assert len(captions) == first["a"] + GALLERY_PAGE, len(captions)
     assert all(text.replace("→", "->").startswith(f"{first['true']} -> {first['pred']}") for text in captions), captions
-    _screenshot(page, tmp_path, "evaluate-compare")
+    screenshot(page, tmp_path, "evaluate-compare")
     # The README's picture: the comparison alone, from the run B picker to the filtered gallery of B.
     # Streamlit draws a chart only once it is in view: a viewport as tall as the section shows it whole.
     section = page.locator(".st-key-evaluate_compare")
     page.set_viewport_size({"width": 1400, "height": int(section.bounding_box()["height"]) + 400})
     section.scroll_into_view_if_needed()
-    _wait_idle(page)
+    wait_idle(page)
     page.wait_for_timeout(1500)  # the charts' resize to the new viewport
     for folder in filter(None, (tmp_path, os.environ.get("QUICKDRAW_SCREENSHOTS"))):
         Path(folder).mkdir(parents=True, exist_ok=True)
@@ -818,6 +675,6 @@ the last, where eval.json kept one - and so does picking a top changed pair."""
     page.set_viewport_size({"width": 1400, "height": 1000})
 
     label = f"{second['true']} -> {second['pred']} (A {second['a']}, B {second['b']}, A-B {second['delta']:+d})"
-    _pick(page, "evaluate_compare_pair", label)
+    pick(page, "evaluate_compare_pair", label)
     expect(count).to_contain_text(showing(min(GALLERY_PAGE, second["a"]), second, second["a"]), timeout=60_000)
     assert page.locator('[data-testid="stException"]').count() == 0

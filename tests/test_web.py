@@ -24,7 +24,7 @@ import pytest
 from draw_replay import BRISK, HUMAN, REPLAYS, Outcome, replay, replay_set, stroke_problems, summary
 
 from pipeline import raster, strokes
-from pipeline.browser import find_chromium, launch_kwargs
+from pipeline.browser import find_chromium
 from pipeline.export import BLANK_TFJS_PAGE, export_run, preprocess_for, static_server, tfjs_predict
 from pipeline.predict import Predictor, prepare_input
 from pipeline.runs import read_classes
@@ -75,14 +75,10 @@ def committed_site():
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(browser):
+    """tests/conftest.py's Chromium, for a web/ that has its vendored files."""
     _require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(**launch_kwargs())
-        yield chromium
-        chromium.close()
+    return browser
 
 
 class Console:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.browser import find_chromium, launch_kwargs
+from pipeline.browser import find_chromium
 from pipeline.export import static_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,14 +38,10 @@ def _require_browser() -> None:
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(browser):
+    """tests/conftest.py's Chromium, for a web/ that has its vendored files."""
     _require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(**launch_kwargs())
-        yield chromium
-        chromium.close()
+    return browser
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ The web page repeats this geometry from `GEOMETRY` (written into each export's p
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -147,7 +148,8 @@ def _pixel_geometry(size: int) -> tuple[float, float, float]:
 def _flat_points(drawing):
     """(xs, ys, starts) float64, float64, int64 of all points, stroke k being starts[k]..starts[k+1]-1:
     of parsed Strokes as they are, of Google's JSON only when it is plainly simplified (integers
-    0..255, x and y lists of one length, no empty stroke), else None (the caller simplifies first)."""
+    0..255, x and y lists of one length, no empty stroke), else None (the caller simplifies first,
+    through the validating path). The one test of "plainly simplified" for both renderers."""
     if _is_parsed(drawing):
         starts = np.zeros(len(drawing) + 1, np.int64)
         np.cumsum([len(s) for s in drawing], out=starts[1:])
@@ -171,7 +173,8 @@ def _flat_points(drawing):
         x_array, y_array = np.array(xs), np.array(ys)
     except (TypeError, ValueError):
         return None
-    # Integer dtypes only: floats, bools, strings and mixtures are not Google's simplified form.
+    # Integer dtypes only: floats, strings and mixtures are not Google's simplified form (booleans mixed
+    # with integers read as 0 and 1, as the validating path reads them too).
     if x_array.dtype.kind != "i" or y_array.dtype.kind != "i":
         return None
     if min(x_array.min(), y_array.min()) < 0 or max(x_array.max(), y_array.max()) > 255:
@@ -256,28 +259,18 @@ def render(strokes, size: int, colour_coded: bool, time_channel: bool = False) -
 
 def render_simplified_json(drawing, size: int = 28) -> np.ndarray | None:
     """Google-exact bitmap straight from simplified JSON lists (the dataset's bulk path), or None
-    when the drawing is not plainly simplified integers 0..255 (the caller then takes the full,
+    when the drawing is not plainly simplified (`_flat_points`; the caller then takes the full,
     validating path)."""
-    try:
-        max_x = max_y = 0
-        for stroke in drawing:
-            xs, ys = stroke[0], stroke[1]
-            if len(stroke) != 2 or not xs or len(xs) != len(ys):
-                return None
-            if min(xs) < 0 or min(ys) < 0:
-                return None
-            max_x, max_y = max(max_x, max(xs)), max(max_y, max(ys))
-            if not all(type(v) is int for v in xs) or not all(type(v) is int for v in ys):
-                return None
-    except (TypeError, ValueError, IndexError):
+    flat = None if _is_parsed(drawing) else _flat_points(drawing)
+    if flat is None:
         return None
-    if not drawing or max_x > 255 or max_y > 255:
-        return None
+    xs, ys, starts = flat
     canvas = _Canvas.get(size)
     canvas.clear()
-    off_x, off_y = (GEOMETRY["drawing_side"] - max_x) / 2.0, (GEOMETRY["drawing_side"] - max_y) / 2.0
-    for xs, ys in drawing:
-        canvas.polyline([x + off_x for x in xs], [y + off_y for y in ys], 1.0)
+    xs = (xs + (GEOMETRY["drawing_side"] - xs.max()) / 2.0).tolist()
+    ys = (ys + (GEOMETRY["drawing_side"] - ys.max()) / 2.0).tolist()
+    for first, end in itertools.pairwise(starts.tolist()):
+        canvas.polyline(xs[first:end], ys[first:end], 1.0)
     return canvas.pixels()
 
 

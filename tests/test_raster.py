@@ -16,6 +16,7 @@ from pipeline.raster import (
     render_colour_coded_cairo,
     render_many,
     render_pool,
+    render_simplified_json,
     render_with_raw_time,
     stroke_intensity,
 )
@@ -37,6 +38,10 @@ def test_bitmaps_identical_to_google(shared):
     print(f"renderer vs Google over {len(records)} pairs: mean {errors.mean():.4f}, max {errors.max():.4f}")
     assert errors.mean() <= 0.1
     assert errors.max() <= 1.0
+    # Google's JSON as it is takes the bulk path (render_simplified_json): the same pixels exactly.
+    fast = [render_simplified_json(r["drawing"]) for r in records]
+    assert all(f is not None for f in fast), "every pair's drawing is plainly simplified JSON"
+    assert all(np.array_equal(f, render_bitmap(from_google(r["drawing"]))) for f, r in zip(fast, records, strict=True))
 
 
 def load_simplified(shared, per_class: int = 4) -> list:

@@ -355,6 +355,13 @@ def count_chunks(events: list[dict]) -> int:
     return sum(1 for e in events if e.get("event") == "chunk_start")
 
 
+def resumptions(events: list[dict]) -> list[dict]:
+    """The `chunk_start` events that continue a run (their first epoch is after epoch 1): where Compare
+    and Probes mark a resume. A chunk retried from epoch 1 (its first attempt trained nothing) starts
+    the run; it does not continue it."""
+    return [e for e in events if e.get("event") == "chunk_start" and (e.get("epoch") or 1) > 1]
+
+
 def open_chunk(events: list[dict]) -> int | None:
     """The chunk that started and never ended (its trainer was killed or its machine died), if any."""
     opened = [e for e in events if e.get("event") == "chunk_start"]

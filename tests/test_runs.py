@@ -412,3 +412,14 @@ def test_saved_summaries_come_back_and_anything_else_is_ignored(tmp_path):
     assert runs.read_summary_cache(tmp_path) == {}
     cache.write_text("{ cut sho")
     assert runs.read_summary_cache(tmp_path) == {}
+
+
+def test_resumptions_are_the_chunk_starts_that_continue_a_run():
+    """A chunk retried from epoch 1 (its first attempt trained nothing) starts the run; chunks that begin
+    later continue it, and only those are marked as resumes on Compare and Probes."""
+    events = [{"event": "created"}, {"event": "chunk_start", "chunk": 1, "epoch": 1},
+              {"event": "chunk_end", "chunk": 1, "epoch": 0},
+              {"event": "chunk_start", "chunk": 2, "epoch": 1}, {"event": "chunk_end", "chunk": 2, "epoch": 3},
+              {"event": "chunk_start", "chunk": 3, "epoch": 4, "resumed_from": "epoch-0003"}]
+    assert runs.resumptions(events) == [events[-1]]
+    assert runs.resumptions([]) == []

@@ -148,9 +148,11 @@ def _event_x(event: dict, axis: str, frame: pd.DataFrame):
 def event_marks(run_dir: Path, name: str, axis: str, frame: pd.DataFrame) -> list[dict]:
     """The run's chunk starts (after its first) and interruptions: {kind, x, text}, text naming the run."""
     marks = []
-    for event in common.events(run_dir):
+    events = common.events(run_dir)
+    resumptions = runs_mod.resumptions(events)
+    for event in events:
         kind = event.get("event")
-        if kind not in MARKS or (kind == "chunk_start" and event.get("chunk", 1) == 1):
+        if kind not in MARKS or (kind == "chunk_start" and event not in resumptions):
             continue
         x = _event_x(event, axis, frame)
         if x is None:

@@ -24,6 +24,7 @@ import streamlit as st
 
 from dashboard import common
 from pipeline import probes as probes_mod
+from pipeline import runs as runs_mod
 from pipeline.errors import QuickDrawError
 
 PICTURE_SIZE = 64
@@ -78,10 +79,7 @@ def picture_url(drawing_json: str) -> str:
 
 def resume_epochs(run_dir: Path) -> list[tuple[int, bool]]:
     """(first epoch of a chunk after the first, whether it resumed from a checkpoint) from events.jsonl."""
-    marks = {}
-    for event in common.events(run_dir):
-        if event.get("event") == "chunk_start" and (event.get("epoch") or 1) > 1:
-            marks[int(event["epoch"])] = bool(event.get("resumed_from"))
+    marks = {int(event["epoch"]): bool(event.get("resumed_from")) for event in runs_mod.resumptions(common.events(run_dir))}
     return sorted(marks.items())
 
 

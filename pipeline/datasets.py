@@ -189,6 +189,57 @@ def _fingerprint(spec: DatasetSpec) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
+class _PartialArrays:
+    """The memmaps of a cache being built and its `progress.json`: the one resume mechanism of both
+    resumable builders (`build_cache`, `build_blocks`). `files` maps a name to (file, dtype, shape);
+    `plan` (JSON) names what is being built. `open()` reuses the files ("r+") and returns the progress
+    recorded when progress.json names this plan and every file is there with its dtype and shape, else
+    removes the record and creates the files afresh, returning {}. `record(**progress)` flushes every
+    memmap first and then writes progress.json atomically, so whatever it says is on disk is."""
+
+    def __init__(self, folder: Path, plan: dict, files: dict[str, tuple[str, type, tuple]]):
+        self.folder, self.plan, self.files, self.arrays = Path(folder), plan, files, {}
+
+    def open(self) -> dict:
+        progress = self._recorded()
+        if progress is None:
+            (self.folder / "progress.json").unlink(missing_ok=True)  # never a record of files about to change
+            self.folder.mkdir(parents=True, exist_ok=True)
+        for name, (file, dtype, shape) in self.files.items():
+            self.arrays[name] = np.lib.format.open_memmap(self.folder / file, mode="r+" if progress is not None
+                                                          else "w+", dtype=dtype, shape=shape)
+        return progress or {}
+
+    def _recorded(self) -> dict | None:
+        try:
+            recorded = read_json(self.folder / "progress.json")
+        except (OSError, QuickDrawError):
+            return None
+        if recorded.get("plan") != self.plan:
+            return None
+        for file, dtype, shape in self.files.values():
+            try:
+                array = np.load(self.folder / file, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError):
+                return None
+            if array.dtype != np.dtype(dtype) or array.shape != tuple(shape):
+                return None
+        return {key: value for key, value in recorded.items() if key != "plan"}
+
+    def __getitem__(self, name: str) -> np.memmap:
+        return self.arrays[name]
+
+    def record(self, **progress) -> None:
+        for array in self.arrays.values():
+            array.flush()
+        atomic_write_json(self.folder / "progress.json", {"plan": self.plan, **progress})
+
+    def close(self) -> None:
+        for array in self.arrays.values():
+            array.flush()
+        self.arrays.clear()
+
+
 def build_cache(spec: DatasetSpec, cache_root: Path | str, workers: int | None = None,
                 progress=None) -> CachedDataset:
     """Render `spec` once into `cache_root/<fingerprint>/` (reused when it exists) and open it.
@@ -229,16 +280,11 @@ CHECKPOINT_SECONDS = 1.0  # how often a build records its progress (each record 
 def _build_into(folder: Path, spec: DatasetSpec, fingerprint: str, workers: int | None, progress) -> None:
     size, channels = spec.size, spec.channels
     capacity = spec.per_class * len(spec.classes)
-    state = _resume_state(folder, fingerprint, capacity)
-    mode = "r+" if state else "w+"
-    if not state:
-        (folder / "progress.json").unlink(missing_ok=True)
-        state = {"fingerprint": fingerprint, "capacity": capacity, "classes_done": 0, "position": 0,
-                 "per_class": {}, "sources": {}, "skipped": {}}
-    images = np.lib.format.open_memmap(folder / "images.tmp.npy", mode=mode, dtype=np.uint8,
-                                       shape=(capacity, size, size, channels))
-    labels = np.lib.format.open_memmap(folder / "labels.tmp.npy", mode=mode, dtype=np.int32, shape=(capacity,))
-    split = np.lib.format.open_memmap(folder / "split.tmp.npy", mode=mode, dtype=np.uint8, shape=(capacity,))
+    partial = _PartialArrays(folder, {"fingerprint": fingerprint, "capacity": capacity}, {
+        "images": ("images.tmp.npy", np.uint8, (capacity, size, size, channels)),
+        "labels": ("labels.tmp.npy", np.int32, (capacity,)), "split": ("split.tmp.npy", np.uint8, (capacity,))})
+    state = {"classes_done": 0, "position": 0, "per_class": {}, "sources": {}, "skipped": {}, **partial.open()}
+    images, labels, split = partial["images"], partial["labels"], partial["split"]
     per_class_counts, sources, skipped = state["per_class"], state["sources"], state["skipped"]
     workers = workers or os.cpu_count() or 1
     stroke_classes = any(source_for(spec, cls)[0] != "numpy_bitmap" for cls in spec.classes)
@@ -305,17 +351,14 @@ def _build_into(folder: Path, spec: DatasetSpec, fingerprint: str, workers: int 
             per_class_counts[cls] = n
             position += n
             if not pending and time.monotonic() - last_checkpoint >= CHECKPOINT_SECONDS:
-                # Every row so far is on disk: record it, so a killed build resumes after this class.
-                for array in (images, labels, split):
-                    array.flush()
-                atomic_write_json(folder / "progress.json", {**state, "classes_done": label + 1,
-                                                             "position": position})
+                # Every row so far is rendered: record it, so a killed build resumes after this class.
+                partial.record(**{**state, "classes_done": label + 1, "position": position})
                 last_checkpoint = time.monotonic()
             if progress:
                 progress(label + 1, len(spec.classes), cls)
         if pending:
             _render_into(images, pending_start, pending, spec, workers, pool)
-    images.flush()
+    partial.close()
     del images
     # Trim to what was found (classes can have fewer drawings than the cap): rewrite the header only.
     _truncate_npy(folder / "images.tmp.npy", folder / "images.npy", (position, size, size, channels))
@@ -329,19 +372,6 @@ def _build_into(folder: Path, spec: DatasetSpec, fingerprint: str, workers: int 
             "per_class": per_class_counts, "sources": sources, "skipped": skipped,
             "splits": counts, "version": CACHE_VERSION}
     atomic_write_json(folder / "meta.json", meta)
-
-
-def _resume_state(folder: Path, fingerprint: str, capacity: int) -> dict | None:
-    """The progress a killed build of this fingerprint recorded in `folder`, or None (start over)."""
-    try:
-        state = read_json(folder / "progress.json")
-    except (OSError, QuickDrawError):
-        return None
-    if state.get("fingerprint") != fingerprint or state.get("capacity") != capacity:
-        return None
-    if not all((folder / name).exists() for name in ("images.tmp.npy", "labels.tmp.npy", "split.tmp.npy")):
-        return None
-    return state
 
 
 def _render_into(images, start: int, drawings: list, spec: DatasetSpec, workers: int, pool) -> None:
@@ -385,8 +415,7 @@ def _truncate_npy(source: Path, target: Path, shape: tuple) -> None:
 
 
 # ---------------------------------------------------------------- block-built caches (resumable)
-BLOCK_FORMAT = 1  # the layout of progress.json; a folder of another format is started over
-BLOCK_FILES = ("images.npy", "labels.npy", "split.npy", "progress.json", "meta.json")
+BLOCK_FORMAT = 2  # part of the plan progress.json records: a folder of another format is started over
 
 
 def build_blocks(folder: Path | str, count: int, size: int, make_block, identity: dict, classes,
@@ -411,20 +440,12 @@ def build_blocks(folder: Path | str, count: int, size: int, make_block, identity
     blocks = -(-count // block_size)
     if (folder / "meta.json").exists() and read_json(folder / "meta.json").get("plan") == plan:
         return CachedDataset(folder), blocks
-    done = _blocks_done(folder, plan)
-    if done is None:  # nothing usable: start over
-        for name in BLOCK_FILES:
-            (folder / name).unlink(missing_ok=True)
-        folder.mkdir(parents=True, exist_ok=True)
-        mode, done = "w+", 0
-    else:
-        mode = "r+"
-    resumed_from = done
-    images = np.lib.format.open_memmap(folder / "images.npy", mode=mode, dtype=np.uint8, shape=shape)
-    labels = np.lib.format.open_memmap(folder / "labels.npy", mode=mode, dtype=np.int32, shape=(count,))
-    split = np.lib.format.open_memmap(folder / "split.npy", mode=mode, dtype=np.uint8, shape=(count,))
-    if mode == "w+":
-        atomic_write_json(folder / "progress.json", {**plan, "blocks_done": 0})
+    (folder / "meta.json").unlink(missing_ok=True)  # another plan's: this folder is no such cache any more
+    partial = _PartialArrays(folder, plan, {"images": ("images.npy", np.uint8, shape),
+                                            "labels": ("labels.npy", np.int32, (count,)),
+                                            "split": ("split.npy", np.uint8, (count,))})
+    done = resumed_from = int(partial.open().get("blocks_done", 0))
+    images, labels, split = partial["images"], partial["labels"], partial["split"]
     from concurrent.futures import ThreadPoolExecutor
 
     workers = workers or os.cpu_count() or 1
@@ -443,38 +464,17 @@ def build_blocks(folder: Path | str, count: int, size: int, make_block, identity
                         out=images[start:stop])
             labels[start:stop] = block_labels
             split[start:stop] = block_split
-            for array in (images, labels, split):
-                array.flush()
             done += 1
-            atomic_write_json(folder / "progress.json", {**plan, "blocks_done": done})
+            partial.record(blocks_done=done)
             if progress:
                 progress(done, blocks)
     all_split = np.asarray(split)
     meta = {"classes": list(classes), "count": count, "plan": plan, "version": CACHE_VERSION,
             "splits": {name: int((all_split == code).sum()) for name, code in SPLITS.items()}}
+    partial.close()
     del images, labels, split, all_split
     atomic_write_json(folder / "meta.json", meta)
     return CachedDataset(folder), resumed_from
-
-
-def _blocks_done(folder: Path, plan: dict) -> int | None:
-    """Blocks a previous build of this plan completed in `folder`, or None when there is none to resume
-    (no progress file, another plan, or a memmap missing or of the wrong size)."""
-    try:
-        recorded = read_json(folder / "progress.json")
-    except (OSError, QuickDrawError):
-        return None
-    if {key: recorded.get(key) for key in plan} != plan:
-        return None
-    count = plan["shape"][0]
-    for name, itemsize in (("images.npy", int(np.prod(plan["shape"][1:]))), ("labels.npy", 4), ("split.npy", 1)):
-        try:
-            array = np.load(folder / name, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError):
-            return None
-        if len(array) != count or array.dtype.itemsize * int(np.prod(array.shape[1:])) != itemsize:
-            return None
-    return int(recorded.get("blocks_done", 0))
 
 
 # ---------------------------------------------------------------- feeding

@@ -18,21 +18,46 @@ BENCHMARKS = {
     "scale": ("bench_scale.py", "one million colour-coded drawings: cache build and one epoch (100,000 here; "
                                 "`python bench/bench_scale.py --drawings 1000000` for the README)"),
     "train": ("bench_train.py", "training throughput: pipeline vs in-memory model.fit (defaults and XLA), FLOP rate vs the machine's peak"),
+    "precision": ("bench_precision.py", "mixed bfloat16 vs float32: accuracy and training time of the seed's CNN"),
     "predict": ("bench_predict.py", "prediction latency: Python and Chromium (TF.js)"),
     "draw": ("bench_draw.py", "Draw page latency: the page's own path (strokes in -> top-5) vs the bare model call"),
     "dashboard": ("bench_dashboard.py", "dashboard scaling: 10 vs 200 runs"),
 }
 
 
+def _earlier_sections() -> dict[str, str]:
+    """{benchmark: its section} of the RESULTS.md there is, each marked with the date it was measured:
+    `python -m bench train` re-measures one benchmark and keeps the others as they were."""
+    path = HERE / "RESULTS.md"
+    if not path.exists():
+        return {}
+    text = path.read_text()
+    date = text.split(" on ", 1)[1].split(" on this machine", 1)[0] if " on this machine" in text else "an earlier run"
+    kept = {}
+    for name, (script, title) in BENCHMARKS.items():
+        start = text.find(f"## {title}\n")
+        if start < 0:
+            continue
+        end = text.find("\n## ", start + 1)
+        body = text[start:end if end >= 0 else len(text)].rstrip() + "\n"
+        if "(measured " not in body:
+            body = body.replace(f"`python bench/{script}`", f"`python bench/{script}` (measured {date})", 1)
+        kept[name] = body
+    return kept
+
+
 def main(argv: list[str]) -> int:
     names = argv or list(BENCHMARKS)
-    sections = [f"# Benchmark results\n\nWritten by `make bench` (`python -m bench`) on {time.strftime('%Y-%m-%d %H:%M')} "
-                "on this machine (2 cores, no GPU). Each section is the verbatim output of the command above it.\n"]
+    unknown = [name for name in names if name not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}", file=sys.stderr)
+        return 2
+    sections = _earlier_sections() if argv else {}
     failed = 0
     for name in names:
         script, title = BENCHMARKS[name]
         if not (HERE / script).exists():
-            sections.append(f"## {title}\n\n`python bench/{script}`: not present.\n")
+            sections[name] = f"## {title}\n\n`python bench/{script}`: not present.\n"
             continue
         print(f"== {name}: python bench/{script}", flush=True)
         start = time.perf_counter()
@@ -43,8 +68,14 @@ def main(argv: list[str]) -> int:
             failed += 1
             print(proc.stderr[-3000:], file=sys.stderr)
         status = "" if proc.returncode == 0 else f" (exit code {proc.returncode})"
-        sections.append(f"## {title}\n\n`python bench/{script}` ({seconds:.0f} s){status}\n\n```\n{proc.stdout.strip()}\n```\n")
-    (HERE / "RESULTS.md").write_text("\n".join(sections))
+        when = time.strftime("%Y-%m-%d %H:%M")
+        sections[name] = (f"## {title}\n\n`python bench/{script}` (measured {when}, {seconds:.0f} s){status}\n\n"
+                          f"```\n{proc.stdout.strip()}\n```\n")
+    header = (f"# Benchmark results\n\nWritten by `make bench` (`python -m bench`; `python -m bench NAME` re-measures "
+              f"one and keeps the others) on {time.strftime('%Y-%m-%d %H:%M')} on this machine (2 cores, no GPU). Each "
+              "section is the verbatim output of the command above it, with the time it was measured.\n")
+    ordered = [sections[name] for name in BENCHMARKS if name in sections]
+    (HERE / "RESULTS.md").write_text("\n".join([header, *ordered]))
     print(f"wrote {HERE / 'RESULTS.md'}")
     return 1 if failed else 0
 

@@ -276,7 +276,7 @@ def cmd_train(args) -> int:
         schedule=args.schedule, warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
         weight_decay=args.weight_decay, augment=args.augment, augment_shift=args.augment_shift,
         augment_scale=args.augment_scale, augment_rotate=args.augment_rotate, init_from=args.init_from,
-        resume_mode=args.resume_mode, probes=_probe_sets(runs_dir, args.probes),
+        resume_mode=args.resume_mode, probes=_probe_sets(runs_dir, args.probes), precision=args.precision,
     )
     if config.init_from:
         from pipeline.checkpoints import init_source_path
@@ -606,6 +606,8 @@ VERBOSE_HELP = ("show TensorFlow's own start-up and C++ log lines (hidden by def
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pipeline.models import PRECISIONS  # the registry module: no TensorFlow
+
     parser = _Parser(prog="python -m pipeline", description="Quick Draw Lab: data, training, evaluation and export.")
     parser.add_argument("--progress", metavar="FILE.jsonl",
                         help="also append the command's progress, result and error as JSON lines to FILE "
@@ -679,6 +681,10 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--resume-mode", choices=("exact", "weights"), default="exact",
                         help="exact: every chunk continues the optimizer and schedule (default); weights: every "
                              "chunk restarts them from the saved weights, as the seed's notebook did")
+    recipe.add_argument("--precision", choices=("auto", *PRECISIONS), default="auto",
+                        help="the arithmetic of training; auto (default): mixed_bfloat16 for cnn and qdnet where "
+                             "the CPU has bfloat16 instructions (AVX512-BF16, AMX), else float32. Saved models "
+                             "are float32")
     runs_dir_option(p)
 
     p = add("resume", cmd_resume, "continue a run from its last saved point (mid-epoch included)")

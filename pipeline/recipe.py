@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 from pipeline.errors import QuickDrawError
+from pipeline.models import PRECISIONS
 
 SCHEDULES = ("plateau", "cosine")
 
@@ -21,6 +22,8 @@ def validate(config) -> None:
     """Recipe fields a user can get wrong, as one-line errors before anything trains."""
     if config.schedule not in SCHEDULES:
         raise QuickDrawError(f"unknown schedule '{config.schedule}'; use {' or '.join(SCHEDULES)}.")
+    if config.precision not in PRECISIONS:
+        raise QuickDrawError(f"unknown precision '{config.precision}'; use auto, {', '.join(PRECISIONS)}.")
     if config.resume_mode not in ("exact", "weights"):
         raise QuickDrawError(f"unknown resume mode '{config.resume_mode}'; use exact or weights.")
     if config.schedule == "cosine" and not config.max_epochs:
@@ -47,7 +50,7 @@ def describe(config) -> dict:
         "label smoothing": config.label_smoothing, "weight decay": config.weight_decay,
         "augment": (f"shift {config.augment_shift:g}, scale {config.augment_scale:g}, rotate {config.augment_rotate:g}"
                     if config.augment else "none"),
-        "resume": config.resume_mode, "init from": config.init_from or "-",
+        "resume": config.resume_mode, "init from": config.init_from or "-", "precision": config.precision,
     }
 
 

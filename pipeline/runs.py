@@ -117,6 +117,9 @@ class RunConfig:
     # "exact" (everything resumes) or "weights": each chunk reloads only the model weights and starts a
     # fresh optimizer and plateau schedule - how the seed resumed its notebook, kept to measure the cost.
     resume_mode: str = "exact"
+    # The arithmetic of training (pipeline.models.PRECISIONS): runs from before the field trained in
+    # float32; new runs get "auto"'s choice (mixed_bfloat16 on a CPU with bfloat16 instructions).
+    precision: str = "float32"
     # Probe sets (runs/probes/<name>.ndjson) scored at every epoch end into probes.jsonl (pipeline.probes).
     probes: tuple[str, ...] = ()
     parent: dict | None = None  # {"run": name, "epoch": E} for a branch
@@ -578,11 +581,12 @@ def make_config(*, name: str, model: str, classes: tuple[str, ...], per_class: i
                 data_root: str | None = None, epochs_per_chunk: int = 10, batch_size: int = 256,
                 learning_rate: float | None = None, seed: int = 0, save_every_batches: int | None = None,
                 strategy: str = "default", model_options: dict | None = None, max_epochs: int | None = None,
-                **extra) -> RunConfig:
-    """A validated RunConfig with the model's defaults filled in."""
+                precision: str = "auto", **extra) -> RunConfig:
+    """A validated RunConfig with the model's defaults filled in; `precision` "auto" is resolved for this
+    machine (pipeline.models.resolve_precision) and recorded."""
     from pipeline import recipe
     from pipeline.formats import data_root as resolve_data_root
-    from pipeline.models import model_spec
+    from pipeline.models import model_spec, resolve_precision
 
     validate_run_name(name)
     spec = model_spec(model)
@@ -604,8 +608,8 @@ def make_config(*, name: str, model: str, classes: tuple[str, ...], per_class: i
         data_root=str(resolve_data_root(data_root)), epochs_per_chunk=int(epochs_per_chunk),
         batch_size=int(batch_size), learning_rate=float(learning_rate or spec.learning_rate), seed=int(seed),
         save_every_batches=save_every_batches, strategy=strategy, model_options=dict(model_options or {}),
-        max_epochs=max_epochs, created=now_iso(), versions=library_versions(),
-        **{"split_scheme": "rows64", **extra},
+        max_epochs=max_epochs, precision=resolve_precision(precision, model), created=now_iso(),
+        versions=library_versions(), **{"split_scheme": "rows64", **extra},
     )
     recipe.validate(config)
     return config

@@ -121,9 +121,14 @@ class Trainer:
         keras.utils.set_random_seed(config.seed)
         shape = input_shape_for(config.representation, config.image_size, config.time_channel)
         with self.strategy.scope():
-            self.model = build_model(config.model, len(config.classes), shape, **config.model_options)
+            self.model = build_model(config.model, len(config.classes), shape, precision=config.precision,
+                                     **config.model_options)
             self.optimizer = recipe.make_optimizer(config)
             self.optimizer.build(self.model.trainable_variables)
+        # What model/model.keras holds: float32 whatever the training precision, so evaluation, prediction
+        # and the TF.js export compute as they always did (the variables are float32 either way).
+        self.saved_model = self.model if config.precision == "float32" else build_model(
+            config.model, len(config.classes), shape, **config.model_options)
         if checkpoint is None:
             self.state = TrainState.initial(config.learning_rate, config.seed)
             if config.init_from:
@@ -256,7 +261,9 @@ class Trainer:
         # Order matters for crash safety: best model, then the checkpoint (the source of truth,
         # holding the history), then the derived files.
         if improved:
-            save_best_model(self.run_dir, self.model, {"epoch": epoch, "chunk": self.chunk, **row})
+            if self.saved_model is not self.model:
+                self.saved_model.set_weights(self.model.get_weights())
+            save_best_model(self.run_dir, self.saved_model, {"epoch": epoch, "chunk": self.chunk, **row})
         self.save(epoch_checkpoint_path(self.run_dir, epoch))
         partial_checkpoint_path(self.run_dir).unlink(missing_ok=True)
         runs.write_history(self.run_dir, state.history)

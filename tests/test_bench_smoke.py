@@ -94,3 +94,34 @@ def test_bench_train_counts_the_cnns_flops_and_the_machines_peak():
     assert 2 * multiply_adds <= counted <= 1.02 * 2 * multiply_adds  # plus biases, activations, pooling
     peak, ghz, cores = bench_train.peak_gflops()
     assert 0.5 < ghz < 10 and cores >= 1 and peak == pytest.approx(cores * 32 * ghz)
+
+
+@pytest.mark.slow
+def test_bench_precision_trains_both_precisions_through_the_pipeline(shared, capsys, cache_dir, monkeypatch):
+    monkeypatch.setenv("QUICKDRAW_CACHE", str(cache_dir))
+    result = _load("bench_precision").main(["--per-class", "60", "--epochs", "1", "--seeds", "0"])
+    out = capsys.readouterr().out
+    assert [run["precision"] for run in result["runs"]] == ["float32", "mixed_bfloat16"], out
+    assert all(0.0 <= run["val_top1"] <= 1.0 and run["seconds"] > 0 for run in result["runs"]), out
+    assert re.search(rf"mixed_bfloat16 trains {RATIO} as fast as float32; mean val top-1", out), out
+
+
+def test_bench_name_remeasures_one_benchmark_and_keeps_the_others(tmp_path, monkeypatch):
+    """`python -m bench NAME` rewrites its own section of RESULTS.md and keeps the others, marked with
+    the time they were measured; an unknown name is refused."""
+    spec = importlib.util.spec_from_file_location("bench_smoke_main", BENCH / "__main__.py")
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    (tmp_path / "fast.py").write_text("print('fast: 2.00x (target >= 1: PASS)')\n")
+    monkeypatch.setattr(runner, "HERE", tmp_path)
+    monkeypatch.setattr(runner, "BENCHMARKS", {"slow": ("slow.py", "the slow one"), "fast": ("fast.py", "the fast one")})
+    (tmp_path / "RESULTS.md").write_text("# Benchmark results\n\nWritten by `make bench` (`python -m bench`) on "
+                                         "2026-01-02 03:04 on this machine (2 cores, no GPU).\n\n## the slow one\n\n"
+                                         "`python bench/slow.py` (600 s)\n\n```\nslow: 1.50x\n```\n\n## the fast one\n\n"
+                                         "`python bench/fast.py` (1 s)\n\n```\nfast: 1.00x\n```\n")
+    assert runner.main(["fast"]) == 0
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert text.index("## the slow one") < text.index("## the fast one")  # the benchmarks' order
+    assert "`python bench/slow.py` (measured 2026-01-02 03:04) (600 s)" in text and "slow: 1.50x" in text
+    assert "fast: 2.00x" in text and "fast: 1.00x" not in text
+    assert runner.main(["nonsense"]) == 2

@@ -63,3 +63,49 @@ def test_saved_models_load_in_safe_mode_with_identical_outputs(tmp_path, name):
     loaded = load_inference_model(tmp_path / "m.keras")
     x = np.random.default_rng(1).integers(0, 256, size=(2, 28, 28, 1)).astype(np.float32)
     np.testing.assert_allclose(np.asarray(model(x)), np.asarray(loaded(x)), atol=1e-6)
+
+
+def test_precision_auto_follows_the_cpus_bfloat16_instructions(monkeypatch):
+    from pipeline import models
+
+    zen4 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_bf16 avx512_vnni\n"
+    haswell = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    assert models.cpu_has_bfloat16(zen4) and not models.cpu_has_bfloat16(haswell)
+    assert models.cpu_has_bfloat16("flags : amx_bf16 amx_tile\n") and not models.cpu_has_bfloat16("")
+    monkeypatch.setattr(models, "cpu_has_bfloat16", lambda cpuinfo=None: True)
+    assert models.resolve_precision("auto", "cnn") == "mixed_bfloat16"
+    assert models.resolve_precision("auto", "mobilenet") == "float32"  # slower in bfloat16 (bench_train)
+    assert models.resolve_precision("mixed_bfloat16", "mobilenet") == "mixed_bfloat16"  # asked for: given
+    monkeypatch.setattr(models, "cpu_has_bfloat16", lambda cpuinfo=None: False)
+    assert models.resolve_precision("auto", "cnn") == "float32"
+    assert models.resolve_precision("float32", "qdnet") == "float32"
+    with pytest.raises(QuickDrawError, match="unknown precision 'float16'; use auto, float32, mixed_bfloat16"):
+        models.resolve_precision("float16", "cnn")
+    with pytest.raises(QuickDrawError, match="unknown precision"):
+        build_model("cnn", 3, (28, 28, 1), precision="half")
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_mixed_bfloat16_computes_in_bfloat16_with_float32_variables_and_head(name):
+    """Variables stay float32 (checkpoints, optimizer and the saved float32 twin share them), the softmax
+    head is float32, and the float32 twin given the same weights agrees to bfloat16's precision. Building
+    a mixed model leaves Keras' global policy as it was."""
+    import keras
+
+    mixed = build_model(name, 7, (28, 28, 1), precision="mixed_bfloat16")
+    assert keras.config.dtype_policy().name == "float32"
+    twin = build_model(name, 7, (28, 28, 1))
+    assert {v.dtype for v in mixed.weights} == {"float32"}
+    assert [v.path for v in mixed.weights] == [v.path for v in twin.weights]
+    computing = {layer.dtype_policy.compute_dtype for layer in mixed.layers if layer.weights}
+    assert "bfloat16" in computing and mixed.get_layer("probabilities").compute_dtype == "float32"
+    rng = np.random.default_rng(1)
+    # Random weights (a fresh MobileNet's head gives 1/7 everywhere), batch norm's variances positive.
+    mixed.set_weights([(np.abs(rng.normal(1.0, 0.1, v.shape)) if v.path.endswith("variance") else
+                        rng.normal(0.0, 0.05, v.shape)).astype(np.float32) for v in mixed.weights])
+    twin.set_weights(mixed.get_weights())
+    images = rng.integers(0, 256, size=(4, 28, 28, 1)).astype(np.float32)
+    low, full = np.asarray(mixed(images, training=False)), np.asarray(twin(images, training=False))
+    assert low.dtype == np.float32 and full.dtype == np.float32
+    np.testing.assert_allclose(low, full, atol=0.05)
+    assert not np.array_equal(low, full)  # the mixed model really computed in bfloat16

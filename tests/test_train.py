@@ -67,11 +67,12 @@ def assert_same_training(a, b):
 
 
 # The recipe of issue 9 (per-batch cosine schedule with warmup, label smoothing, AdamW, augmentation
-# keyed by the batch position) on qdnet (batch norm, dropout): everything it adds to the training
-# state must resume exactly too.
+# keyed by the batch position) on qdnet (batch norm, dropout), in mixed bfloat16: everything it adds to
+# the training state must resume exactly too. The seed's recipe in float32: both precisions are held
+# to it on any machine (`--precision auto` picks one of them by the CPU).
 RECIPE = ("--model", "qdnet", "--schedule", "cosine", "--warmup-epochs", "1", "--label-smoothing", "0.1",
-          "--weight-decay", "0.02", "--augment")
-RECIPES = {"seed-recipe": (), "new-recipe": RECIPE}
+          "--weight-decay", "0.02", "--augment", "--precision", "mixed_bfloat16")
+RECIPES = {"seed-recipe": ("--precision", "float32"), "new-recipe": RECIPE}
 
 
 @pytest.mark.slow
@@ -83,8 +84,14 @@ def test_two_chunks_equal_one_chunk(shared, env, tmp_path, recipe):
     first = cli(env, *train_args(shared, "halves", 2, extra=extra))
     second = cli(env, "resume", "halves", "--epochs-per-chunk", "2")
     assert_same_training(runs_dir / "whole", runs_dir / "halves")
-    if recipe:
-        config = runs.read_config(runs_dir / "halves")
+    config = runs.read_config(runs_dir / "halves")
+    assert config.precision == recipe[recipe.index("--precision") + 1]
+    # The saved model computes in float32 whatever the run trained in (evaluation, prediction, TF.js).
+    from pipeline.models import load_inference_model
+
+    saved = load_inference_model(runs_dir / "halves" / "model" / "model.keras")
+    assert {layer.dtype_policy.name for layer in saved.layers} == {"float32"}
+    if config.model == "qdnet":
         assert (config.schedule, config.augment, config.label_smoothing) == ("cosine", True, 0.1)
         rates = [r["lr"] for r in runs.read_history(runs_dir / "halves")]
         assert rates == sorted(rates, reverse=True) and rates[-1] < 1e-4  # decayed to the end, across chunks

@@ -146,12 +146,17 @@ def main(small: int = 10, large: int = 200, epochs: int = 100, repeats: int = 5)
             time_ok = row["large"] < TARGET_LARGE_SECONDS
             if phase in TARGET_PHASES:
                 ok &= ratio_ok and time_ok
+            if phase in TARGET_PHASES:
+                verdicts = ("PASS" if ratio_ok else "FAIL", "PASS" if time_ok else "FAIL")
+            else:  # reported, not held to the targets: it happens once per runs folder
+                verdicts = ("(no target)", "(no target)")
             print(f"{page:8} {phase:5} {row['small']:15.3f} {row['large']:15.3f} {row['ratio']:7.2f}x  "
-                  f"{'PASS' if ratio_ok else 'FAIL':>14}  {'PASS' if time_ok else 'FAIL':>14}")
+                  f"{verdicts[0]:>14}  {verdicts[1]:>14}")
     results["within_target"] = ok
     print(f"\n{'PASS' if ok else 'FAIL'}: cold and warm within {TARGET_RATIO:g}x and under {TARGET_LARGE_SECONDS:g} s "
           f"at {large} runs on both pages ({SELECTED} runs selected on Compare; medians of {repeats} rounds). "
-          "first (nothing cached, every run's files read) is shown for what it costs.")
+          "first (nothing cached, every run's files read: once per runs folder, the summaries are then saved) is "
+          "shown for what it costs, with no target.")
     return results
 
 

@@ -140,11 +140,27 @@ def _is_run_name(name: str) -> bool:
     return True
 
 
+@st.cache_resource(show_spinner=False)
+def _folder_memo() -> dict:
+    """{runs directory: (its mtime, its run folders)}."""
+    return {}
+
+
 def run_folders(directory: Path | None = None) -> list[Path]:
-    """The run folders of the runs directory (valid run names, no dot-folders), by name; nothing read."""
+    """The run folders of the runs directory (valid run names, no dot-folders), by name; nothing read.
+    Listed again only when the directory's own mtime changed (a run was added, removed or renamed): on
+    the Runs page with hundreds of runs the listing was a cost every rerun paid per run."""
     directory = directory or runs_dir()
+    try:
+        stamp = os.stat(directory).st_mtime_ns
+    except OSError:
+        return []
     if not directory.is_dir():
         return []
+    memo = _folder_memo()
+    hit = memo.get(str(directory))
+    if hit is not None and hit[0] == stamp:
+        return list(hit[1])
     names = []
     with os.scandir(directory) as entries:  # the entries' types come with the listing: no stat per run
         for entry in entries:
@@ -152,7 +168,9 @@ def run_folders(directory: Path | None = None) -> list[Path]:
                 continue
             if _is_run_name(entry.name):
                 names.append(entry.name)
-    return [directory / name for name in sorted(names)]
+    folders = [directory / name for name in sorted(names)]
+    memo[str(directory)] = (stamp, folders)
+    return list(folders)
 
 
 def run_summary(path: Path, store: dict | None = None) -> dict:
@@ -214,11 +232,17 @@ def _seed_group_memo() -> dict:
     return {}
 
 
+def rows_key(rows: list[dict]) -> tuple:
+    """What summary rows just listed by `run_summaries` show, as their runs' file signatures and
+    states: equal keys mean equal rows (a memo key for what a page derives from hundreds of rows)."""
+    store = _summary_store()
+    return tuple((row["name"], row["status"], (store.get(row["path"]) or (None,))[0]) for row in rows)
+
+
 def seed_groups_of(rows: list[dict]) -> list:
     """pipeline.runs.seed_groups of summary rows just listed, computed again only when one of their runs'
     files changed (it compares every run's whole config: hundreds of runs on every rerun add up)."""
-    store = _summary_store()
-    key = tuple((row["name"], (store.get(row["path"]) or (None,))[0]) for row in rows)
+    key = rows_key(rows)
     memo = _seed_group_memo()
     if memo.get("key") != key:
         memo.update(key=key, groups=runs_mod.seed_groups(configs_of(rows)))

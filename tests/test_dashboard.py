@@ -1189,3 +1189,22 @@ def test_every_write_to_a_run_record_changes_its_signature(tmp_path):
     time.sleep(0.01)
     with runs_mod.RunLock(run_dir):
         assert common.run_signature(run_dir) != before, "lock"
+
+
+def test_run_folders_are_listed_again_when_a_run_is_added_renamed_or_deleted(tmp_path):
+    """run_folders keeps its listing while the runs directory's own mtime stands still, and every change
+    of its entries (a new run, a rename, a deletion) moves that mtime."""
+    from dashboard import common
+
+    runs_dir = tmp_path / "runs"
+    _make_run(runs_dir, "first", "cnn", 2, 2, "finished")
+    assert [p.name for p in common.run_folders(runs_dir)] == ["first"]
+    listed = common.run_folders(runs_dir)
+    listed.append(runs_dir / "not-a-run")  # a caller's change to its copy stays its own
+    assert [p.name for p in common.run_folders(runs_dir)] == ["first"]
+    for change, expected in ((lambda: _make_run(runs_dir, "second", "cnn", 2, 2, "finished"), ["first", "second"]),
+                             (lambda: runs_mod.rename_run(runs_dir, "second", "third"), ["first", "third"]),
+                             (lambda: runs_mod.delete_run(runs_dir, "first"), ["third"])):
+        time.sleep(0.01)  # past the file system's timestamp granularity
+        change()
+        assert [p.name for p in common.run_folders(runs_dir)] == expected

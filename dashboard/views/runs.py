@@ -71,6 +71,25 @@ def runs_table(rows: list[dict]) -> pd.DataFrame:
     return table
 
 
+@st.cache_resource(show_spinner=False)
+def _table_memo() -> dict:
+    return {}
+
+
+def sorted_table(rows: list[dict], column: str, descending: bool) -> tuple[pd.DataFrame, list[str]]:
+    """(runs_table of the rows sorted by `column`, its epoch_disagreements), built again only when a
+    run's files, a state, the filters or the order changed (common.rows_key): a rerun with hundreds
+    of runs reuses them."""
+    key = (common.rows_key(rows), column, descending)
+    memo = _table_memo()
+    if memo.get("key") != key:
+        table = runs_table(rows)
+        if not table.empty:
+            table = table.sort_values(column, ascending=not descending, na_position="last", kind="stable")
+        memo.update(key=key, table=table, notes=epoch_disagreements(rows, table))
+    return memo["table"], memo["notes"]
+
+
 def epoch_disagreements(rows: list[dict], table: pd.DataFrame) -> list[str]:
     """One sentence per run whose model/ holds another epoch than its best epoch, saying why."""
     imported = {r["name"] for r in rows if r.get("imported")}
@@ -158,6 +177,20 @@ def family_tree(rows: list[dict]) -> tuple[str, int]:
     return "\n".join(lines), alone
 
 
+@st.cache_resource(show_spinner=False)
+def _tree_memo() -> dict:
+    return {}
+
+
+def family_tree_of(rows: list[dict]) -> tuple[str, int]:
+    """family_tree of the rows, drawn again only when one of their runs changed (common.rows_key)."""
+    key = common.rows_key(rows)
+    memo = _tree_memo()
+    if memo.get("key") != key:
+        memo.update(key=key, tree=family_tree(rows))
+    return memo["tree"]
+
+
 def has_lineage(rows: list[dict]) -> bool:
     """Whether any run branched, started warm or names a parent: otherwise there is no tree to show."""
     return any(r.get("parent") or r.get("init_from") for r in rows)
@@ -205,16 +238,13 @@ def render() -> None:
     shown = filter_rows(rows, search, model_filter, status_filter)
     count.caption(f"{len(shown)} of {len(rows)} runs in `{directory}`" if len(shown) != len(rows)
                   else f"{len(rows)} run{'s' if len(rows) != 1 else ''} in `{directory}`")
-    table = runs_table(shown)
-    column = SORTS[sort_label]
-    if not table.empty:
-        table = table.sort_values(column, ascending=not descending, na_position="last", kind="stable")
+    table, disagreements = sorted_table(shown, SORTS[sort_label], descending)
     st.dataframe(table, hide_index=True, width="stretch", key="runs_table", column_config=column_config(),
                  placeholder=MISSING)
     st.caption(f"test top-1 / top-3: the run's evaluation on its **test split** (eval.json); {MISSING} = not evaluated. "
                "best epoch: the highest val top-3 (ties: lower val loss), the trainer's rule; model epoch: the "
                "epoch model/ holds (the one evaluated, drawn with and exported).")
-    for note in epoch_disagreements(shown, table):
+    for note in disagreements:
         st.caption(note)
     damaged = [r for r in shown if r["status"] == "damaged"]
     for r in damaged:
@@ -228,7 +258,7 @@ def render() -> None:
 
     if has_lineage(rows):  # every run, whatever the filters: a filtered-out parent would break the tree
         st.subheader("Family tree")
-        tree, alone = family_tree(rows)
+        tree, alone = family_tree_of(rows)
         st.code(tree, language=None)
         st.caption("Branches (`python -m pipeline branch`) under their parent with the epoch they start from; "
                    "warm starts (`train --init-from`) under the run whose best model they started from." +

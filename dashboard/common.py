@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+import stat
 from pathlib import Path
 
 import streamlit as st
@@ -140,37 +141,29 @@ def _is_run_name(name: str) -> bool:
     return True
 
 
-@st.cache_resource(show_spinner=False)
-def _folder_memo() -> dict:
-    """{runs directory: (its mtime, its run folders)}."""
-    return {}
-
-
 def run_folders(directory: Path | None = None) -> list[Path]:
     """The run folders of the runs directory (valid run names, no dot-folders), by name; nothing read.
     Listed again only when the directory's own mtime changed (a run was added, removed or renamed): on
     the Runs page with hundreds of runs the listing was a cost every rerun paid per run."""
     directory = directory or runs_dir()
     try:
-        stamp = os.stat(directory).st_mtime_ns
+        found = os.stat(directory)
     except OSError:
         return []
-    if not directory.is_dir():
+    if not stat.S_ISDIR(found.st_mode):
         return []
-    memo = _folder_memo()
-    hit = memo.get(str(directory))
-    if hit is not None and hit[0] == stamp:
-        return list(hit[1])
-    names = []
-    with os.scandir(directory) as entries:  # the entries' types come with the listing: no stat per run
-        for entry in entries:
-            if entry.name.startswith(".") or not entry.is_dir():
-                continue
-            if _is_run_name(entry.name):
-                names.append(entry.name)
-    folders = [directory / name for name in sorted(names)]
-    memo[str(directory)] = (stamp, folders)
-    return list(folders)
+
+    def listing() -> list[Path]:
+        names = []
+        with os.scandir(directory) as entries:  # the entries' types come with the listing: no stat per run
+            for entry in entries:
+                if entry.name.startswith(".") or not entry.is_dir():
+                    continue
+                if _is_run_name(entry.name):
+                    names.append(entry.name)
+        return [directory / name for name in sorted(names)]
+
+    return list(derived(f"run folders of {directory}", found.st_mtime_ns, listing))  # a copy: callers may edit it
 
 
 def run_summary(path: Path, store: dict | None = None) -> dict:
@@ -228,7 +221,8 @@ def configs_of(rows: list[dict]) -> dict:
 
 
 @st.cache_resource(show_spinner=False)
-def _seed_group_memo() -> dict:
+def _derived_store() -> dict:
+    """{what: (key, value)} of `derived`, shared by all sessions."""
     return {}
 
 
@@ -239,14 +233,20 @@ def rows_key(rows: list[dict]) -> tuple:
     return tuple((row["name"], row["status"], (store.get(row["path"]) or (None,))[0]) for row in rows)
 
 
+def derived(what: str, key, compute):
+    """`compute()`, computed again only when `key` (usually built on `rows_key`) differs from the last
+    one seen for `what`: what a page derives from hundreds of runs on every rerun adds up."""
+    store = _derived_store()
+    hit = store.get(what)
+    if hit is None or hit[0] != key:
+        hit = store[what] = (key, compute())
+    return hit[1]
+
+
 def seed_groups_of(rows: list[dict]) -> list:
     """pipeline.runs.seed_groups of summary rows just listed, computed again only when one of their runs'
-    files changed (it compares every run's whole config: hundreds of runs on every rerun add up)."""
-    key = rows_key(rows)
-    memo = _seed_group_memo()
-    if memo.get("key") != key:
-        memo.update(key=key, groups=runs_mod.seed_groups(configs_of(rows)))
-    return memo["groups"]
+    files changed (it compares every run's whole config)."""
+    return derived("seed_groups", rows_key(rows), lambda: runs_mod.seed_groups(configs_of(rows)))
 
 
 def run_configs(run_dirs: dict[str, Path]) -> dict:

@@ -54,9 +54,14 @@ def resolve_precision(choice: str, model: str) -> str:
     what the run's config.json records."""
     if choice == "auto":
         return "mixed_bfloat16" if model_spec(model).bfloat16_faster and cpu_has_bfloat16() else "float32"
-    if choice not in PRECISIONS:
-        raise QuickDrawError(f"unknown precision '{choice}'; use auto, {', '.join(PRECISIONS)}.")
-    return choice
+    return check_precision(choice)
+
+
+def check_precision(precision: str) -> str:
+    """`precision` when it is one of PRECISIONS, else the one-line error naming what `--precision` takes."""
+    if precision not in PRECISIONS:
+        raise QuickDrawError(f"unknown precision '{precision}'; use auto, {', '.join(PRECISIONS)}.")
+    return precision
 
 
 @dataclass(frozen=True)
@@ -187,8 +192,7 @@ def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int], 
     silently ignored. The variables are float32 in every precision, so weights move freely between
     a mixed_bfloat16 model and its float32 twin (what a run saves as model/model.keras)."""
     spec = model_spec(name)
-    if precision not in PRECISIONS:
-        raise QuickDrawError(f"unknown precision '{precision}'; use {', '.join(PRECISIONS)}.")
+    check_precision(precision)
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
         allowed = ", ".join(spec.options) or "none"

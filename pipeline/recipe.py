@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 from pipeline.errors import QuickDrawError
-from pipeline.models import PRECISIONS
+from pipeline.models import check_precision
 
 SCHEDULES = ("plateau", "cosine")
 
@@ -22,8 +22,7 @@ def validate(config) -> None:
     """Recipe fields a user can get wrong, as one-line errors before anything trains."""
     if config.schedule not in SCHEDULES:
         raise QuickDrawError(f"unknown schedule '{config.schedule}'; use {' or '.join(SCHEDULES)}.")
-    if config.precision not in PRECISIONS:
-        raise QuickDrawError(f"unknown precision '{config.precision}'; use auto, {', '.join(PRECISIONS)}.")
+    check_precision(config.precision)
     if config.resume_mode not in ("exact", "weights"):
         raise QuickDrawError(f"unknown resume mode '{config.resume_mode}'; use exact or weights.")
     if config.schedule == "cosine" and not config.max_epochs:

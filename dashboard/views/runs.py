@@ -71,23 +71,16 @@ def runs_table(rows: list[dict]) -> pd.DataFrame:
     return table
 
 
-@st.cache_resource(show_spinner=False)
-def _table_memo() -> dict:
-    return {}
-
-
 def sorted_table(rows: list[dict], column: str, descending: bool) -> tuple[pd.DataFrame, list[str]]:
     """(runs_table of the rows sorted by `column`, its epoch_disagreements), built again only when a
-    run's files, a state, the filters or the order changed (common.rows_key): a rerun with hundreds
-    of runs reuses them."""
-    key = (common.rows_key(rows), column, descending)
-    memo = _table_memo()
-    if memo.get("key") != key:
+    run's files, a state, the filters or the order changed (common.derived on common.rows_key)."""
+    def build():
         table = runs_table(rows)
         if not table.empty:
             table = table.sort_values(column, ascending=not descending, na_position="last", kind="stable")
-        memo.update(key=key, table=table, notes=epoch_disagreements(rows, table))
-    return memo["table"], memo["notes"]
+        return table, epoch_disagreements(rows, table)
+
+    return common.derived("runs_table", (common.rows_key(rows), column, descending), build)
 
 
 def epoch_disagreements(rows: list[dict], table: pd.DataFrame) -> list[str]:
@@ -177,18 +170,9 @@ def family_tree(rows: list[dict]) -> tuple[str, int]:
     return "\n".join(lines), alone
 
 
-@st.cache_resource(show_spinner=False)
-def _tree_memo() -> dict:
-    return {}
-
-
 def family_tree_of(rows: list[dict]) -> tuple[str, int]:
-    """family_tree of the rows, drawn again only when one of their runs changed (common.rows_key)."""
-    key = common.rows_key(rows)
-    memo = _tree_memo()
-    if memo.get("key") != key:
-        memo.update(key=key, tree=family_tree(rows))
-    return memo["tree"]
+    """family_tree of the rows, drawn again only when one of their runs changed."""
+    return common.derived("family_tree", common.rows_key(rows), lambda: family_tree(rows))
 
 
 def has_lineage(rows: list[dict]) -> bool:
